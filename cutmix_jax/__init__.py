@@ -1,0 +1,55 @@
+"""cutmix-jax: CutMix, MixUp, Cutout and their switch for JAX.
+
+Pure functions of an explicit PRNG key that run under `jax.jit`, `vmap`,
+`shard_map`, `pmap` and `jit` over sharded arrays. Reference: Yun et al.,
+"CutMix: Regularization Strategy to Train Strong Classifiers with Localizable
+Features", ICCV 2019, arXiv:1905.04899.
+"""
+
+from cutmix_jax._src.apply import apply_params
+from cutmix_jax._src.apply import mix_labels
+from cutmix_jax._src.apply import partner_rows
+from cutmix_jax._src.labels import one_hot
+from cutmix_jax._src.labels import smooth_labels
+from cutmix_jax._src.ops import cutmix
+from cutmix_jax._src.ops import cutmix_pair
+from cutmix_jax._src.ops import cutout
+from cutmix_jax._src.ops import mix
+from cutmix_jax._src.ops import mixup
+from cutmix_jax._src.sampling import box_area
+from cutmix_jax._src.sampling import box_mask
+from cutmix_jax._src.sampling import lam_from_box
+from cutmix_jax._src.sampling import MixParams
+from cutmix_jax._src.sampling import Op
+from cutmix_jax._src.sampling import sample_box
+from cutmix_jax._src.sampling import sample_cutmix
+from cutmix_jax._src.sampling import sample_cutout
+from cutmix_jax._src.sampling import sample_lam
+from cutmix_jax._src.sampling import sample_mix
+from cutmix_jax._src.sampling import sample_mixup
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "MixParams",
+    "Op",
+    "apply_params",
+    "box_area",
+    "box_mask",
+    "cutmix",
+    "cutmix_pair",
+    "cutout",
+    "lam_from_box",
+    "mix",
+    "mix_labels",
+    "mixup",
+    "one_hot",
+    "partner_rows",
+    "sample_box",
+    "sample_cutmix",
+    "sample_cutout",
+    "sample_lam",
+    "sample_mix",
+    "sample_mixup",
+    "smooth_labels",
+)

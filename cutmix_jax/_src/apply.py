@@ -1,0 +1,214 @@
+"""Applying a draw (`MixParams`) to image batches and labels.
+
+The pixel work is one elementwise expression over the batch: the box test is
+four comparisons of coordinate iotas against per-sample bounds, and the result
+is a `jnp.where`. XLA fuses it into a single loop that reads each sample and
+its partner once and writes the output once; no mask is materialised.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from cutmix_jax._src import labels as labels_lib
+from cutmix_jax._src import validation
+from cutmix_jax._src.sampling import MixParams, Op
+
+ArrayLike = jax.typing.ArrayLike
+
+
+def partner_rows(params: MixParams, x: jax.Array) -> jax.Array:
+  """Each sample's partner, `x[params.partner]`, computed as cheaply as the
+  pairing allows: a reversal or a roll inside each group, a gather only for
+  'permute'."""
+  batch = x.shape[0]
+  if params.pairing == "permute":
+    return jnp.take(x, params.partner, axis=0)
+  groups = params.groups
+  grouped = x.reshape((groups, batch // groups) + x.shape[1:])
+  if params.pairing == "flip":
+    grouped = lax.rev(grouped, (1,))
+  else:
+    grouped = jnp.roll(grouped, 1, axis=1)
+  return grouped.reshape(x.shape)
+
+
+def _check_params(params: MixParams, batch: int, name: str) -> None:
+  if not isinstance(params, MixParams):
+    raise TypeError(
+        f"params must be a MixParams from a sample_* function, got "
+        f"{type(params).__name__}."
+    )
+  if params.lam.shape != (batch,):
+    raise ValueError(
+        f"{name} has batch size {batch} but params were drawn for "
+        f"{params.lam.shape[0] if params.lam.ndim else '?'} samples "
+        f"(params.lam {validation.describe(params.lam)})."
+    )
+
+
+def _spatial_view(x: jax.Array, h_axis: int):
+  """Reshape to [batch, other, height, width * trailing] (free: row-major).
+
+  Folding the trailing axes (channels) into the width lets the box test run
+  on a 3-D iota, which XLA vectorises better than a 4-D broadcast; the column
+  bounds are scaled by the folded size instead.
+  """
+  shape = x.shape
+  lead = math.prod(shape[1:h_axis])
+  trailing = math.prod(shape[h_axis + 2 :])
+  view = x.reshape(shape[0], lead, shape[h_axis], shape[h_axis + 1] * trailing)
+  return view, trailing
+
+
+def _in_box(box: jax.Array, view_shape, trailing: int) -> jax.Array:
+  rows = lax.broadcasted_iota(jnp.int32, view_shape, 2)
+  cols = lax.broadcasted_iota(jnp.int32, view_shape, 3)
+  b = box.reshape(box.shape[0], 1, 1, 1, 4)
+  top, left, bottom, right = (b[..., i] for i in range(4))
+  return (
+      (rows >= top) & (rows < bottom)
+      & (cols >= left * trailing) & (cols < right * trailing)
+  )
+
+
+def _blend(x, partner, lam):
+  """`lam * x + (1 - lam) * partner`, computed in float32 (or wider)."""
+  dtype = x.dtype
+  compute = jnp.promote_types(dtype, jnp.float32)
+  w = lam.astype(compute).reshape((-1,) + (1,) * (x.ndim - 1))
+  out = w * x.astype(compute) + (1 - w) * partner.astype(compute)
+  if jnp.issubdtype(dtype, jnp.integer):
+    info = jnp.iinfo(dtype)
+    out = jnp.clip(jnp.round(out), info.min, info.max)
+  return out.astype(dtype)
+
+
+def apply_params(
+    params: MixParams,
+    x: ArrayLike,
+    *,
+    layout: str = "NHWC",
+    fill_value: ArrayLike = 0,
+) -> jax.Array:
+  """Applies one draw to a batch-major array.
+
+  The same `params` can be applied to images, masks or any array whose
+  spatial axes match the draw, so they all see the same boxes and partners.
+
+  - CutMix samples take the partner's pixels inside their box.
+  - Cutout samples take `fill_value` inside their box.
+  - MixUp samples become `lam * own + (1 - lam) * partner`, computed in
+    float32; integer arrays are rounded to nearest and cast back (exact for
+    the endpoints, so unmixed samples keep their values).
+  - Other samples are returned unchanged.
+
+  Selects keep the dtype and the exact values of the input.
+
+  Args:
+    params: a draw from `sample_cutmix`, `sample_mixup`, `sample_mix` or
+      `sample_cutout`.
+    x: the array, `[batch, height, width, channels]` by default.
+    layout: the axes of `x`: 'NHWC', 'NCHW', 'NHW', or with extra axes such as
+      video 'NTHWC' or 'NCTHW'. Axes other than N, H and W share the box of
+      their sample, so every frame of a clip gets the same box.
+    fill_value: Cutout's fill, a scalar or an array broadcastable to the
+      trailing axes after 'W' (for example per-channel `[channels]`).
+
+  Returns:
+    An array with the shape and dtype of `x`.
+
+  >>> from cutmix_jax import sample_cutmix
+  >>> x = jnp.arange(2 * 4 * 4).reshape(2, 4, 4, 1)
+  >>> p = sample_cutmix(jax.random.key(0), 2, 4, 4)
+  >>> out = apply_params(p, x)
+  >>> out.shape == x.shape and out.dtype == x.dtype
+  True
+  """
+  x = jnp.asarray(x)
+  batch, height, width, h_axis = validation.check_images(x, layout, "x")
+  _check_params(params, batch, "x")
+  if params.height is not None and (height, width) != (
+      params.height,
+      params.width,
+  ):
+    raise ValueError(
+        f"x has spatial size {(height, width)} (layout {layout!r}, "
+        f"{validation.describe(x)}) but params were drawn for "
+        f"{(params.height, params.width)}."
+    )
+  if params.method in ("mixup", "mix") and x.dtype == jnp.bool_:
+    raise TypeError("x of dtype bool cannot be blended by MixUp.")
+
+  view, trailing = _spatial_view(x, h_axis)
+  method = params.method
+  if method == "mixup":
+    mixed = _blend(view, partner_rows(params, view), params.lam)
+    is_mixup = (params.op == Op.MIXUP).reshape(-1, 1, 1, 1)
+    out = jnp.where(is_mixup, mixed, view)
+  elif method == "cutout":
+    fill = jnp.asarray(fill_value)
+    in_box = _in_box(params.box, view.shape, trailing)
+    fill = _fill_view(fill, x, h_axis, width, trailing)
+    out = jnp.where(in_box, fill, view)
+  else:
+    partner = partner_rows(params, view)
+    in_box = _in_box(params.box, view.shape, trailing)
+    out = jnp.where(in_box, partner, view)
+    if method == "mix":
+      is_mixup = (params.op == Op.MIXUP).reshape(-1, 1, 1, 1)
+      out = jnp.where(is_mixup, _blend(view, partner, params.lam), out)
+  return out.reshape(x.shape)
+
+
+def _fill_view(fill, x, h_axis, width, trailing):
+  """Broadcasts Cutout's fill to one row of the [.., width * trailing] view."""
+  trailing_shape = x.shape[h_axis + 2 :]
+  if fill.ndim > len(trailing_shape) or jnp.broadcast_shapes(
+      fill.shape, trailing_shape
+  ) != tuple(trailing_shape):
+    raise ValueError(
+        f"fill_value {validation.describe(fill)} must be a scalar or "
+        f"broadcastable to the axes after W {tuple(trailing_shape)}."
+    )
+  fill = jnp.broadcast_to(fill, (width,) + tuple(trailing_shape))
+  return fill.reshape(width * trailing).astype(x.dtype)
+
+
+def mix_labels(
+    params: MixParams,
+    labels: ArrayLike,
+    *,
+    num_classes: int | None = None,
+    label_smoothing: ArrayLike = 0.0,
+) -> jax.Array:
+  """Mixes labels with a draw: `lam * y + (1 - lam) * y[partner]`.
+
+  Args:
+    params: the draw that was applied to the images.
+    labels: integer ids `[batch]` (needs `num_classes`) or float targets
+      `[batch, num_classes]`: one-hot, soft or multi-hot, mixed linearly.
+    num_classes: number of classes, for integer labels.
+    label_smoothing: timm's smoothing `s`, applied before mixing: one-hot
+      rows become `off = s / K`, `on = 1 - s + s / K`. May be traced.
+
+  Returns:
+    float `[batch, num_classes]` targets (float32, or wider for wider input).
+
+  >>> from cutmix_jax import sample_mixup
+  >>> p = sample_mixup(jax.random.key(0), 2)
+  >>> y = mix_labels(p, jnp.array([0, 1]), num_classes=2)
+  >>> bool(jnp.allclose(y.sum(-1), 1.0)), bool(jnp.allclose(y[0], y[1, ::-1]))
+  (True, True)
+  """
+  labels = jnp.asarray(labels)
+  batch = params.lam.shape[0] if params.lam.ndim else 0
+  num_classes = validation.check_labels(labels, batch, num_classes)
+  _check_params(params, labels.shape[0], "labels")
+  targets = labels_lib.as_targets(labels, num_classes, label_smoothing)
+  lam = params.lam.astype(targets.dtype)[:, None]
+  return lam * targets + (1 - lam) * partner_rows(params, targets)

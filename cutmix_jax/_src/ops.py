@@ -1,0 +1,288 @@
+"""The convenience ops: sample a draw, apply it to images, mix the labels."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import jax
+import jax.numpy as jnp
+
+from cutmix_jax._src import apply as apply_lib
+from cutmix_jax._src import sampling
+from cutmix_jax._src import validation
+
+ArrayLike = jax.typing.ArrayLike
+AxisName = sampling.AxisName
+
+
+def _prepare(key, images, labels, layout, num_classes):
+  validation.check_key(key)
+  images = jnp.asarray(images)
+  batch, height, width, _ = validation.check_images(images, layout)
+  if labels is not None:
+    labels = jnp.asarray(labels)
+    validation.check_labels(labels, batch, num_classes)
+  return images, labels, batch, height, width
+
+
+def cutmix(
+    key: jax.Array,
+    images: ArrayLike,
+    labels: ArrayLike,
+    *,
+    alpha: ArrayLike = 1.0,
+    num_classes: Optional[int] = None,
+    label_smoothing: ArrayLike = 0.0,
+    prob: ArrayLike = 1.0,
+    mode: str = "batch",
+    pairing: str = "flip",
+    groups: int = 1,
+    placement: str = "official",
+    minmax: Optional[tuple[float, float]] = None,
+    layout: str = "NHWC",
+    axis_name: AxisName = None,
+) -> tuple[jax.Array, jax.Array]:
+  """CutMix (Yun et al., ICCV 2019, arXiv:1905.04899) on a batch.
+
+  Each mixed sample takes a box of pixels from its partner; its target becomes
+  `lam * y + (1 - lam) * y[partner]`, where `1 - lam` is exactly the fraction
+  of pixels pasted. This is `sample_cutmix`, `apply_params` and `mix_labels`
+  composed; see `sample_cutmix` for the draw's options.
+
+  Args:
+    key: a PRNG key, for example `jax.random.fold_in(root_key, step)`.
+    images: `[batch, height, width, channels]` (or as `layout` says), any
+      numeric dtype; values are selected, never blended, so dtype and values
+      are kept exactly.
+    labels: integer ids `[batch]` (needs `num_classes`) or float targets
+      `[batch, num_classes]`.
+    alpha: Beta(α, α) parameter of λ, > 0; may be traced.
+    num_classes: the number of classes, for integer labels.
+    label_smoothing: timm's label smoothing, applied before mixing.
+    prob: chance of mixing (the official `cutmix_prob`), applied once.
+    mode: 'batch', 'pair' or 'elem'.
+    pairing: 'flip', 'roll' or 'permute'.
+    groups: pair only inside this many contiguous blocks of the batch.
+    placement: 'official' or 'inside'.
+    minmax: timm's `cutmix_minmax` box-size range.
+    layout: axes of `images`: 'NHWC', 'NCHW', or e.g. 'NTHWC' for video.
+    axis_name: under `shard_map`/`pmap`, fold the axis index into the key.
+
+  Returns:
+    `(images, targets)`: images with the input's shape and dtype, and float
+    targets `[batch, num_classes]`.
+
+  >>> key = jax.random.key(0)
+  >>> images = jnp.zeros((8, 32, 32, 3), jnp.uint8)
+  >>> out, targets = cutmix(key, images, jnp.arange(8), num_classes=10)
+  >>> out.dtype, targets.shape
+  (dtype('uint8'), (8, 10))
+  """
+  images, labels, batch, height, width = _prepare(
+      key, images, labels, layout, num_classes
+  )
+  params = sampling.sample_cutmix(
+      key, batch, height, width, alpha=alpha, prob=prob, mode=mode,
+      pairing=pairing, groups=groups, placement=placement, minmax=minmax,
+      axis_name=axis_name,
+  )
+  return _apply(params, images, labels, layout, num_classes, label_smoothing)
+
+
+def mixup(
+    key: jax.Array,
+    images: ArrayLike,
+    labels: ArrayLike,
+    *,
+    alpha: ArrayLike = 1.0,
+    num_classes: Optional[int] = None,
+    label_smoothing: ArrayLike = 0.0,
+    prob: ArrayLike = 1.0,
+    mode: str = "batch",
+    pairing: str = "flip",
+    groups: int = 1,
+    layout: str = "NHWC",
+    axis_name: AxisName = None,
+) -> tuple[jax.Array, jax.Array]:
+  """MixUp (Zhang et al., ICLR 2018, arXiv:1710.09412) on a batch.
+
+  Each mixed sample becomes `lam * own + (1 - lam) * partner` with
+  λ ~ Beta(α, α), and so does its target. Floating images keep their dtype
+  (blended in float32); integer images are blended in float32, rounded to
+  nearest and cast back. Options are as in `cutmix`.
+
+  Returns:
+    `(images, targets)`, with float targets `[batch, num_classes]`.
+
+  >>> images = jnp.stack([jnp.zeros((4, 4, 1)), jnp.ones((4, 4, 1))])
+  >>> out, y = mixup(jax.random.key(0), images, jnp.array([0, 1]),
+  ...                num_classes=2, alpha=0.4)
+  >>> bool(jnp.allclose(out[0, 0, 0, 0], y[0, 1]))  # pixel = partner weight
+  True
+  """
+  images, labels, batch, _, _ = _prepare(
+      key, images, labels, layout, num_classes
+  )
+  if images.dtype == jnp.bool_:
+    raise TypeError("images of dtype bool cannot be blended by mixup.")
+  params = sampling.sample_mixup(
+      key, batch, alpha=alpha, prob=prob, mode=mode, pairing=pairing,
+      groups=groups, axis_name=axis_name,
+  )
+  return _apply(params, images, labels, layout, num_classes, label_smoothing)
+
+
+def mix(
+    key: jax.Array,
+    images: ArrayLike,
+    labels: ArrayLike,
+    *,
+    mixup_alpha: ArrayLike = 0.8,
+    cutmix_alpha: ArrayLike = 1.0,
+    switch_prob: ArrayLike = 0.5,
+    prob: ArrayLike = 1.0,
+    mode: str = "batch",
+    label_smoothing: ArrayLike = 0.0,
+    num_classes: Optional[int] = None,
+    pairing: str = "flip",
+    groups: int = 1,
+    placement: str = "official",
+    cutmix_minmax: Optional[tuple[float, float]] = None,
+    layout: str = "NHWC",
+    axis_name: AxisName = None,
+) -> tuple[jax.Array, jax.Array]:
+  """CutMix or MixUp, switched per batch, pair or sample, as timm's `Mixup`.
+
+  See `sample_mix` for the switch. The defaults (`mixup_alpha=0.8`,
+  `cutmix_alpha=1.0`, `switch_prob=0.5`) are the DeiT recipe; timm's
+  `label_smoothing=0.1` default is not copied, so pass it explicitly.
+
+  Returns:
+    `(images, targets)`, with float targets `[batch, num_classes]`.
+
+  >>> x = jnp.zeros((4, 8, 8, 3))
+  >>> out, y = mix(jax.random.key(0), x, jnp.arange(4), num_classes=4,
+  ...              mode="elem", label_smoothing=0.1)
+  >>> bool(jnp.allclose(y.sum(-1), 1.0))
+  True
+  """
+  images, labels, batch, height, width = _prepare(
+      key, images, labels, layout, num_classes
+  )
+  params = sampling.sample_mix(
+      key, batch, height, width, mixup_alpha=mixup_alpha,
+      cutmix_alpha=cutmix_alpha, switch_prob=switch_prob, prob=prob,
+      mode=mode, pairing=pairing, groups=groups, placement=placement,
+      cutmix_minmax=cutmix_minmax, axis_name=axis_name,
+  )
+  return _apply(params, images, labels, layout, num_classes, label_smoothing)
+
+
+def cutout(
+    key: jax.Array,
+    images: ArrayLike,
+    *,
+    size: Union[int, tuple[int, int], None] = None,
+    fill_value: ArrayLike = 0,
+    prob: ArrayLike = 1.0,
+    mode: str = "elem",
+    layout: str = "NHWC",
+    axis_name: AxisName = None,
+) -> jax.Array:
+  """Cutout (DeVries & Taylor 2017, arXiv:1708.04552): blank a box.
+
+  The regional-dropout baseline the CutMix paper compares against. Labels are
+  unchanged, so only images are returned. See `sample_cutout`.
+
+  Args:
+    key: a PRNG key.
+    images: `[batch, height, width, channels]` (or as `layout` says).
+    size: box side, an int or `(height, width)`; default half of each side.
+    fill_value: the fill, a scalar or per-channel `[channels]` for 'NHWC'.
+    prob: chance of cutting, per sample by default.
+    mode: 'elem' (default) or 'batch'.
+    layout: axes of `images`.
+    axis_name: under `shard_map`/`pmap`, fold the axis index into the key.
+
+  Returns:
+    Images with the input's shape and dtype.
+
+  >>> out = cutout(jax.random.key(0), jnp.ones((2, 8, 8, 1)), size=4)
+  >>> 0 < int((out == 0).sum()) <= 2 * 16
+  True
+  """
+  images, _, batch, height, width = _prepare(key, images, None, layout, None)
+  params = sampling.sample_cutout(
+      key, batch, height, width, size=size, prob=prob, mode=mode,
+      axis_name=axis_name,
+  )
+  return apply_lib.apply_params(
+      params, images, layout=layout, fill_value=fill_value
+  )
+
+
+def cutmix_pair(
+    key: jax.Array,
+    image_a: ArrayLike,
+    image_b: ArrayLike,
+    *,
+    alpha: ArrayLike = 1.0,
+    placement: str = "official",
+    layout: str = "HWC",
+) -> tuple[jax.Array, jax.Array]:
+  """The textbook two-image `CutMix(img1, img2)`; `vmap` it for batches.
+
+  Pastes a box of `image_b` into `image_a`.
+
+  Args:
+    key: a PRNG key.
+    image_a: the image that keeps its pixels outside the box, `[height,
+      width, channels]` (or as `layout` says).
+    image_b: the image the box is taken from; same shape and dtype.
+    alpha: Beta(α, α) parameter of λ.
+    placement: 'official' or 'inside', as in `sample_cutmix`.
+    layout: axes of one image: 'HWC', 'CHW', 'HW', or e.g. 'THWC'.
+
+  Returns:
+    `(image, lam)`: the mixed image and the weight of `image_a`'s label, the
+    exact fraction of its pixels that were kept.
+
+  >>> a, b = jnp.zeros((32, 48, 3)), jnp.ones((32, 48, 3))
+  >>> image, lam = cutmix_pair(jax.random.key(0), a, b)
+  >>> bool(lam == 1 - image[..., 0].mean())
+  True
+  """
+  validation.check_key(key)
+  image_a = jnp.asarray(image_a)
+  image_b = jnp.asarray(image_b)
+  if not isinstance(layout, str):
+    raise ValueError(f"layout must be a string such as 'HWC', got {layout!r}.")
+  _, height, width, h_axis = validation.check_images(
+      image_a[None], "N" + layout, "image_a"
+  )
+  if image_b.shape != image_a.shape or image_b.dtype != image_a.dtype:
+    raise ValueError(
+        f"image_b ({validation.describe(image_b)}) must match image_a "
+        f"({validation.describe(image_a)})."
+    )
+  validation.check_positive(alpha, "alpha")
+  validation.check_choice(placement, "placement", validation.PLACEMENTS)
+  k_lam, k_box = jax.random.split(key)
+  lam = sampling.sample_lam(k_lam, alpha)
+  box = sampling.sample_box(k_box, lam, height, width, placement=placement)
+  mask = sampling.box_mask(box, height, width)
+  mask = mask.reshape(
+      (1,) * (h_axis - 1) + (height, width) + (1,) * (image_a.ndim - h_axis - 1)
+  )
+  lam_used = sampling.lam_from_box(box, height, width)
+  if not validation.is_static_number(alpha):
+    lam_used = jnp.where(jnp.isnan(lam), jnp.nan, lam_used)
+  return jnp.where(mask, image_b, image_a), lam_used
+
+
+def _apply(params, images, labels, layout, num_classes, label_smoothing):
+  mixed = apply_lib.apply_params(params, images, layout=layout)
+  targets = apply_lib.mix_labels(
+      params, labels, num_classes=num_classes, label_smoothing=label_smoothing
+  )
+  return mixed, targets

@@ -1,0 +1,739 @@
+"""Drawing mixing parameters: λ, boxes, partners and which operation.
+
+Everything here works on per-sample vectors (a few hundred numbers), never on
+pixels, so it is cheap next to the pixel work in `apply.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+import numpy as np
+
+from cutmix_jax._src import validation
+
+ArrayLike = jax.typing.ArrayLike
+AxisName = Union[str, Sequence[str], None]
+
+# Marsaglia-Tsang accepts a proposal with probability >= 0.95 for the shapes
+# used here (d >= 2/3), so 4 proposals per variate leave about 1 in 10^5
+# variates to the exact fallback loop, which therefore almost never iterates.
+_GAMMA_PROPOSALS = 4
+
+
+class Op(enum.IntEnum):
+  """What `apply_params` does to a sample."""
+
+  NONE = 0  # left unchanged
+  MIXUP = 1  # blended with its partner: lam * own + (1 - lam) * partner
+  CUTMIX = 2  # box pasted from its partner
+  CUTOUT = 3  # box filled with a constant
+
+
+@dataclasses.dataclass(frozen=True)
+class MixParams:
+  """One draw of mixing parameters for a batch, as returned by `sample_*`.
+
+  Arrays are per sample, so one draw can be applied to images, segmentation
+  maps or any other batch-major array with `apply_params`, and to labels with
+  `mix_labels`.
+
+  Attributes:
+    lam: float32 `[batch]`, the weight of each sample's own label. For CutMix
+      it is exactly `1 - box_area / (height * width)` of the box actually
+      pasted; it is 1 for samples left unchanged and for Cutout.
+    box: int32 `[batch, 4]`, `(top, left, bottom, right)` in pixels,
+      half-open (rows `top <= h < bottom`). The region taken from the partner
+      (CutMix) or filled (Cutout); all zeros (empty) for other samples.
+    partner: int32 `[batch]`, the index of the sample each one is mixed with.
+      For the two-term loss `lam * ce(logits, y) + (1 - lam) * ce(logits,
+      y[partner])`.
+    op: int32 `[batch]`, an `Op` per sample.
+    height: static image height the boxes were drawn for.
+    width: static image width.
+    pairing: static, how partners were chosen ('flip', 'roll', 'permute').
+    groups: static, the number of equal contiguous batch blocks that pairing
+      stays inside.
+    method: static, the sampler that drew this ('cutmix', 'mixup', 'mix',
+      'cutout'); it lets `apply_params` emit only the code that can run.
+  """
+
+  lam: jax.Array
+  box: jax.Array
+  partner: jax.Array
+  op: jax.Array
+  height: Optional[int] = None
+  width: Optional[int] = None
+  pairing: str = "flip"
+  groups: int = 1
+  method: str = "cutmix"
+
+
+jax.tree_util.register_dataclass(
+    MixParams,
+    data_fields=["lam", "box", "partner", "op"],
+    meta_fields=["height", "width", "pairing", "groups", "method"],
+)
+
+
+# ---------------------------------------------------------------------------
+# λ ~ Beta(α, α)
+
+
+def _log_gamma(key: jax.Array, a: jax.Array, shape: tuple[int, ...]):
+  """log of exact Gamma(a, 1) variates (Marsaglia & Tsang 2000).
+
+  Vectorised: a fixed number of proposals is drawn for every variate at once
+  and the first accepted one is taken; the rare variates that reject them all
+  are redrawn by a loop, so the result is exact, not truncated. Shapes a < 1
+  use the boost Gamma(a) = Gamma(a + 1) * U^(1/a), in log space so that tiny
+  `a` does not underflow.
+  """
+  boost = a < 1
+  d = jnp.where(boost, a + 1, a) - 1.0 / 3.0
+  c = lax.rsqrt(9.0 * d)
+  log_d = jnp.log(d)
+  key_proposals, key_boost = jax.random.split(key)
+
+  def propose(k, prop_shape):
+    k_z, k_u = jax.random.split(k)
+    z = jax.random.normal(k_z, prop_shape)
+    u = jax.random.uniform(k_u, prop_shape)
+    v = 1.0 + c * z
+    positive = v > 0
+    v3 = jnp.where(positive, v * v * v, 1.0)
+    log_v3 = jnp.log(v3)
+    accept = positive & (jnp.log(u) < 0.5 * z * z + d - d * v3 + d * log_v3)
+    return accept, log_d + log_v3
+
+  accept, log_x = propose(key_proposals, (_GAMMA_PROPOSALS,) + shape)
+  first = jnp.argmax(accept, axis=0)
+  log_x = jnp.take_along_axis(log_x, first[None], axis=0)[0]
+  done = jnp.any(accept, axis=0)
+
+  def body(state):
+    i, done, log_x = state
+    acc, candidate = propose(jax.random.fold_in(key_proposals, i), shape)
+    return i + 1, done | acc, jnp.where(done, log_x, candidate)
+
+  _, _, log_x = lax.while_loop(
+      lambda s: ~jnp.all(s[1]), body, (jnp.int32(1), done, log_x)
+  )
+  u = jax.random.uniform(key_boost, shape)
+  return log_x + jnp.where(boost, jnp.log1p(-u) / a, 0.0)
+
+
+def sample_lam(
+    key: jax.Array, alpha: ArrayLike, shape: Sequence[int] = ()
+) -> jax.Array:
+  """Draws λ ~ Beta(α, α) exactly, cheaply enough to do per sample.
+
+  `jax.random.beta` is exact too but runs a per-variate rejection loop that
+  costs ~0.5 ms for 256 variates on a CPU; this draws all proposals at once.
+  α = 1 is Beta(1, 1) = Uniform(0, 1) and takes a single uniform draw.
+
+  Args:
+    key: a PRNG key.
+    alpha: α > 0, a Python number or a traced scalar. A traced α <= 0 gives NaN
+      (there is no Beta(α, α) to draw from), which surfaces in the loss.
+    shape: the shape of the draw.
+
+  Returns:
+    float32 λ in [0, 1] of the given shape.
+
+  >>> lam = sample_lam(jax.random.key(0), 1.0, (3,))
+  >>> lam.shape, bool(((lam >= 0) & (lam <= 1)).all())
+  ((3,), True)
+  """
+  validation.check_positive(alpha, "alpha")
+  shape = tuple(shape)
+
+  def uniform(k):
+    return jax.random.uniform(k, shape)
+
+  def general(k):
+    a = jnp.asarray(alpha, jnp.float32)
+    log_g = _log_gamma(k, a, (2,) + shape)
+    return jax.nn.sigmoid(log_g[0] - log_g[1])  # G1 / (G1 + G2)
+
+  if validation.is_static_number(alpha):
+    return uniform(key) if float(alpha) == 1.0 else general(key)
+  a = jnp.asarray(alpha, jnp.float32)
+  lam = lax.cond(a == 1.0, uniform, general, key)
+  return jnp.where(a > 0, lam, jnp.nan)
+
+
+# ---------------------------------------------------------------------------
+# Boxes
+
+
+def _uniform_int(bits: jax.Array, n: ArrayLike) -> jax.Array:
+  """Integers uniform in [0, n) from uint32 bits (bias below n / 2**32)."""
+  return (bits % jnp.asarray(n).astype(jnp.uint32)).astype(jnp.int32)
+
+
+def _box_from_lam(lam, bits_y, bits_x, height, width, placement):
+  """Boxes (top, left, bottom, right) for λ; elementwise over any shape.
+
+  'official' is the reference `rand_bbox` with H and W the right way round:
+  cut = floor(side * sqrt(1 - λ)), a centre uniform over every pixel (last row
+  and column included), corners centre -/+ cut // 2 clipped to the image.
+  'inside' keeps the whole cut x cut box in the image, with its top-left
+  corner uniform over the positions where it fits.
+  """
+  ratio = jnp.sqrt(1.0 - lam)
+  cut_h = jnp.floor(height * ratio).astype(jnp.int32)
+  cut_w = jnp.floor(width * ratio).astype(jnp.int32)
+  if placement == "official":
+    cy = _uniform_int(bits_y, height)
+    cx = _uniform_int(bits_x, width)
+    top = jnp.clip(cy - cut_h // 2, 0, height)
+    bottom = jnp.clip(cy + cut_h // 2, 0, height)
+    left = jnp.clip(cx - cut_w // 2, 0, width)
+    right = jnp.clip(cx + cut_w // 2, 0, width)
+  else:
+    top = _uniform_int(bits_y, height - cut_h + 1)
+    left = _uniform_int(bits_x, width - cut_w + 1)
+    bottom, right = top + cut_h, left + cut_w
+  return jnp.stack([top, left, bottom, right], axis=-1)
+
+
+def _box_from_minmax(bits, height, width, minmax):
+  """timm's `cutmix_minmax`: sides uniform in [lo, hi] of the image, inside."""
+  lo, hi = minmax
+  min_h, max_h = int(height * lo), int(height * hi)
+  min_w, max_w = int(width * lo), int(width * hi)
+  cut_h = min_h + _uniform_int(bits[0], max_h - min_h + 1)
+  cut_w = min_w + _uniform_int(bits[1], max_w - min_w + 1)
+  top = _uniform_int(bits[2], height - cut_h + 1)
+  left = _uniform_int(bits[3], width - cut_w + 1)
+  return jnp.stack([top, left, top + cut_h, left + cut_w], axis=-1)
+
+
+def box_area(box: ArrayLike) -> jax.Array:
+  """Pixel count of `(top, left, bottom, right)` boxes, int32 `[...]`."""
+  box = jnp.asarray(box)
+  return jnp.maximum(box[..., 2] - box[..., 0], 0) * jnp.maximum(
+      box[..., 3] - box[..., 1], 0
+  )
+
+
+def lam_from_box(box: ArrayLike, height: int, width: int) -> jax.Array:
+  """The own-label weight `1 - area / (height * width)` for pasted boxes."""
+  return 1.0 - box_area(box).astype(jnp.float32) / jnp.float32(height * width)
+
+
+def sample_box(
+    key: jax.Array,
+    lam: ArrayLike,
+    height: int,
+    width: int,
+    *,
+    placement: str = "official",
+) -> jax.Array:
+  """Draws one CutMix box for a given λ, as in the paper's `rand_bbox`.
+
+  The box side is `floor(side * sqrt(1 - lam))`; see `sample_cutmix` for the
+  placements. The box may be clipped, so recompute the label weight from it
+  with `lam_from_box`.
+
+  Args:
+    key: a PRNG key.
+    lam: scalar λ in [0, 1].
+    height: image height.
+    width: image width.
+    placement: 'official' (centre uniform, box clipped) or 'inside' (box kept
+      whole inside the image).
+
+  Returns:
+    int32 `[4]`: `(top, left, bottom, right)`, half-open.
+
+  >>> box = sample_box(jax.random.key(0), 0.75, 32, 48, placement="inside")
+  >>> [int(v) for v in box[2:] - box[:2]]  # sides: 32 and 48 times sqrt(0.25)
+  [16, 24]
+  """
+  validation.check_key(key)
+  validation.check_choice(placement, "placement", validation.PLACEMENTS)
+  height = validation.check_size(height, "height")
+  width = validation.check_size(width, "width")
+  bits = jax.random.bits(key, (2,), jnp.uint32)
+  return _box_from_lam(
+      jnp.asarray(lam, jnp.float32), bits[0], bits[1], height, width, placement
+  )
+
+
+def box_mask(box: ArrayLike, height: int, width: int) -> jax.Array:
+  """A bool `[height, width]` mask that is True inside the box.
+
+  Built from coordinate comparisons (no dynamic slicing), so it works for
+  traced boxes and under `vmap`.
+
+  >>> box_mask(jnp.array([1, 0, 3, 2]), 4, 3).astype(int)
+  Array([[0, 0, 0],
+         [1, 1, 0],
+         [1, 1, 0],
+         [0, 0, 0]], dtype=int32)
+  """
+  box = jnp.asarray(box)
+  if box.shape[-1:] != (4,):
+    raise ValueError(
+        f"box must be [..., 4] (top, left, bottom, right), got "
+        f"{validation.describe(box)}."
+    )
+  rows = lax.broadcasted_iota(jnp.int32, (height, width), 0)
+  cols = lax.broadcasted_iota(jnp.int32, (height, width), 1)
+  b = box[..., None, None, :]
+  return (
+      (rows >= b[..., 0]) & (rows < b[..., 2]) & (cols >= b[..., 1])
+      & (cols < b[..., 3])
+  )
+
+
+# ---------------------------------------------------------------------------
+# Pairing
+
+
+def _pairing_structure(key, batch_size, groups, pairing, mode):
+  """Partner index per sample, and which draw each sample uses in pair mode.
+
+  Pairing stays inside each of `groups` contiguous blocks of the batch, so a
+  batch sharded over `groups` devices is mixed without moving images.
+  """
+  block = batch_size // groups
+  offsets = (jnp.arange(groups, dtype=jnp.int32) * block)[:, None]
+  j = jnp.arange(block, dtype=jnp.int32)[None, :]
+  draws_per_block = (block + 1) // 2
+  pair_draw = None
+  if pairing == "flip":
+    partner = offsets + (block - 1 - j)
+    pair_draw = jnp.minimum(j, block - 1 - j)
+  elif pairing == "roll":
+    partner = offsets + (j - 1) % block
+  else:
+    perm = jnp.argsort(jax.random.uniform(key, (groups, block)), axis=1)
+    perm = perm.astype(jnp.int32)
+    if mode == "pair":
+      # Pair consecutive entries of a random permutation; an odd block's last
+      # entry is paired with itself.
+      mate_pos = jnp.minimum(jnp.arange(block) ^ 1, block - 1)
+      inverse = jnp.argsort(perm, axis=1).astype(jnp.int32)
+      partner = offsets + jnp.take_along_axis(perm, mate_pos[inverse], axis=1)
+      pair_draw = inverse // 2
+    else:
+      partner = offsets + perm
+  partner = jnp.broadcast_to(partner, (groups, block)).reshape(batch_size)
+  if pair_draw is not None:
+    pair_draw = jnp.broadcast_to(
+        pair_draw + jnp.arange(groups)[:, None] * draws_per_block,
+        (groups, block),
+    ).reshape(batch_size)
+  return partner, pair_draw, groups * draws_per_block
+
+
+def _check_common(key, batch_size, mode, pairing, groups, prob):
+  validation.check_key(key)
+  batch_size = validation.check_size(batch_size, "batch_size")
+  validation.check_choice(mode, "mode", validation.MODES)
+  validation.check_choice(pairing, "pairing", validation.PAIRINGS)
+  groups = validation.check_size(groups, "groups")
+  if batch_size % groups:
+    raise ValueError(
+        f"batch_size {batch_size} is not divisible by groups={groups}; pairing"
+        " stays inside equal blocks of the batch."
+    )
+  if mode == "pair" and pairing == "roll":
+    raise ValueError(
+        "mode='pair' needs a symmetric pairing ('flip' or 'permute'); "
+        "'roll' pairs i with i - 1, which is not mutual."
+    )
+  validation.check_probability(prob, "prob")
+  return batch_size, groups
+
+
+def _fold_axis(key, axis_name):
+  if axis_name is None:
+    return key
+  return jax.random.fold_in(key, lax.axis_index(axis_name))
+
+
+def _sample(
+    key,
+    batch_size,
+    height,
+    width,
+    *,
+    method,
+    mode,
+    pairing,
+    groups,
+    prob,
+    axis_name,
+    cutmix_alpha=None,
+    mixup_alpha=None,
+    switch_prob=None,
+    placement="official",
+    cutmix_minmax=None,
+    cutout_size=None,
+):
+  """The shared sampler behind `sample_cutmix/mixup/mix/cutout`."""
+  key = _fold_axis(key, axis_name)
+  (k_pair, k_cut, k_mix, k_switch, k_apply, k_box) = jax.random.split(key, 6)
+  partner, pair_draw, pair_draws = _pairing_structure(
+      k_pair, batch_size, groups, pairing, mode
+  )
+  n = {"batch": 1, "elem": batch_size, "pair": pair_draws}[mode]
+
+  applied = jax.random.uniform(k_apply, (n,)) < prob
+  lam = jnp.ones((n,), jnp.float32)
+  box = jnp.zeros((n, 4), jnp.int32)
+  op = jnp.full((n,), Op.NONE, jnp.int32)
+
+  use_cutmix = method in ("cutmix", "mix")
+  use_mixup = method in ("mixup", "mix")
+  if use_cutmix:
+    box_bits = jax.random.bits(k_box, (4, n), jnp.uint32)
+    if cutmix_minmax is not None:
+      cut_box = _box_from_minmax(box_bits, height, width, cutmix_minmax)
+    else:
+      lam_drawn = sample_lam(k_cut, _drawable(cutmix_alpha), (n,))
+      cut_box = _box_from_lam(
+          lam_drawn, box_bits[0], box_bits[1], height, width, placement
+      )
+    cut_lam = lam_from_box(cut_box, height, width)
+    if not validation.is_static_number(cutmix_alpha) and cutmix_minmax is None:
+      cut_lam = jnp.where(jnp.isnan(lam_drawn), jnp.nan, cut_lam)
+  if use_mixup:
+    mix_lam = sample_lam(k_mix, _drawable(mixup_alpha), (n,))
+
+  if method == "mix":
+    choose_cut = jax.random.uniform(k_switch, (n,)) < switch_prob
+    # alpha == 0 switches that branch off (as in timm), static or traced.
+    choose_cut = jnp.where(jnp.asarray(mixup_alpha) <= 0, True, choose_cut)
+    choose_cut = jnp.where(jnp.asarray(cutmix_alpha) <= 0, False, choose_cut)
+    lam = jnp.where(choose_cut, cut_lam, mix_lam)
+    box = jnp.where(choose_cut[:, None], cut_box, 0)
+    op = jnp.where(choose_cut, Op.CUTMIX, Op.MIXUP).astype(jnp.int32)
+  elif method == "cutmix":
+    lam, box, op = cut_lam, cut_box, jnp.full((n,), Op.CUTMIX, jnp.int32)
+  elif method == "mixup":
+    lam, op = mix_lam, jnp.full((n,), Op.MIXUP, jnp.int32)
+  elif method == "cutout":
+    size_h, size_w = cutout_size
+    bits = jax.random.bits(k_box, (2, n), jnp.uint32)
+    top = _uniform_int(bits[0], height) - size_h // 2
+    left = _uniform_int(bits[1], width) - size_w // 2
+    box = jnp.stack(
+        [
+            jnp.clip(top, 0, height),
+            jnp.clip(left, 0, width),
+            jnp.clip(top + size_h, 0, height),
+            jnp.clip(left + size_w, 0, width),
+        ],
+        axis=-1,
+    )
+    op = jnp.full((n,), Op.CUTOUT, jnp.int32)
+
+  lam = jnp.where(applied, lam, 1.0)
+  box = jnp.where(applied[:, None], box, 0)
+  op = jnp.where(applied, op, Op.NONE).astype(jnp.int32)
+
+  if mode == "batch":
+    lam = jnp.broadcast_to(lam, (batch_size,))
+    box = jnp.broadcast_to(box, (batch_size, 4))
+    op = jnp.broadcast_to(op, (batch_size,))
+  elif mode == "pair":
+    lam, box, op = lam[pair_draw], box[pair_draw], op[pair_draw]
+  return MixParams(
+      lam=lam,
+      box=box,
+      partner=partner,
+      op=op,
+      height=height,
+      width=width,
+      pairing=pairing,
+      groups=groups,
+      method=method,
+  )
+
+
+_COMMON_ARGS_DOC = """
+    mode: 'batch' (one draw for the whole batch, as in the paper), 'pair'
+      (a sample and its partner share one draw, so they swap the same box) or
+      'elem' (an independent draw per sample). Per-sample modes cost the same
+      as 'batch': the pixel work is one fused select either way.
+    pairing: 'flip' pairs sample i with batch - 1 - i (a reversal, the cheapest
+      to apply; an odd batch's middle sample is paired with itself and so is
+      left unchanged), 'roll' pairs i with i - 1 (torchvision's rule) and
+      'permute' uses a random permutation as the official code does
+      (self-pairs can occur; a self-paired sample is unchanged).
+    groups: split the batch into this many equal contiguous blocks and pair
+      only inside each. With the batch sharded over `groups` devices no image
+      crosses a device, under plain `jax.jit` too.
+    prob: chance of mixing at all (the official `cutmix_prob`), applied once:
+      per batch in 'batch' mode, per pair in 'pair' mode, per sample in
+      'elem' mode. May be traced.
+    axis_name: inside `shard_map` or `pmap`, the mapped axis (or axes) whose
+      index is folded into the key, so that a replicated key gives each shard
+      its own draw. Pairing stays inside the shard."""
+
+
+def _with_common_args(fn):
+  fn.__doc__ = fn.__doc__.replace("{common_args}", _COMMON_ARGS_DOC[1:])
+  return fn
+
+
+def _check_alpha_or_off(alpha, name):
+  validation.check_positive(alpha, name, allow_zero=True)
+
+
+@_with_common_args
+def sample_cutmix(
+    key: jax.Array,
+    batch_size: int,
+    height: int,
+    width: int,
+    *,
+    alpha: ArrayLike = 1.0,
+    prob: ArrayLike = 1.0,
+    mode: str = "batch",
+    pairing: str = "flip",
+    groups: int = 1,
+    placement: str = "official",
+    minmax: Optional[tuple[float, float]] = None,
+    axis_name: AxisName = None,
+) -> MixParams:
+  """Draws CutMix parameters (Yun et al., ICCV 2019, arXiv:1905.04899).
+
+  λ ~ Beta(α, α); the box has sides `floor(height * sqrt(1 - λ))` and
+  `floor(width * sqrt(1 - λ))`, and `lam` is recomputed from the box actually
+  pasted, so label weights always equal pixel fractions.
+
+  Args:
+    key: a PRNG key.
+    batch_size: static batch size.
+    height: static image height.
+    width: static image width.
+    alpha: Beta(α, α) parameter, > 0; may be traced.
+    placement: 'official' centres the box uniformly over all pixels and clips
+      it (the paper's `rand_bbox`); 'inside' keeps the box whole inside the
+      image (the common tutorial variant, drawn without rejection).
+    minmax: timm's `cutmix_minmax`: if given, box sides are uniform in
+      `[lo * side, hi * side]` (inside the image) and α is not used.
+{common_args}
+
+  Returns:
+    A `MixParams` with `method='cutmix'`.
+
+  >>> p = sample_cutmix(jax.random.key(0), 4, 32, 32, mode="elem")
+  >>> p.lam.shape, p.box.shape, p.partner.tolist()
+  ((4,), (4, 4), [3, 2, 1, 0])
+  """
+  batch_size, groups = _check_common(key, batch_size, mode, pairing, groups, prob)
+  height = validation.check_size(height, "height")
+  width = validation.check_size(width, "width")
+  validation.check_choice(placement, "placement", validation.PLACEMENTS)
+  if minmax is None:
+    validation.check_positive(alpha, "alpha")
+  else:
+    minmax = _check_minmax(minmax)
+  return _sample(
+      key, batch_size, height, width, method="cutmix", mode=mode,
+      pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
+      cutmix_alpha=alpha, placement=placement, cutmix_minmax=minmax,
+  )
+
+
+def _check_minmax(minmax):
+  try:
+    lo, hi = (float(v) for v in minmax)
+  except (TypeError, ValueError):
+    raise ValueError(
+        f"minmax must be a pair (lo, hi) of floats, got {minmax!r}."
+    ) from None
+  if not 0.0 <= lo <= hi <= 1.0:
+    raise ValueError(f"minmax must satisfy 0 <= lo <= hi <= 1, got {minmax!r}.")
+  return lo, hi
+
+
+@_with_common_args
+def sample_mixup(
+    key: jax.Array,
+    batch_size: int,
+    *,
+    alpha: ArrayLike = 1.0,
+    prob: ArrayLike = 1.0,
+    mode: str = "batch",
+    pairing: str = "flip",
+    groups: int = 1,
+    axis_name: AxisName = None,
+) -> MixParams:
+  """Draws MixUp parameters (Zhang et al., ICLR 2018, arXiv:1710.09412).
+
+  Each mixed sample becomes `lam * own + (1 - lam) * partner` with
+  λ ~ Beta(α, α), and so does its label.
+
+  Args:
+    key: a PRNG key.
+    batch_size: static batch size.
+    alpha: Beta(α, α) parameter, > 0; may be traced.
+{common_args}
+
+  Returns:
+    A `MixParams` with `method='mixup'` and empty boxes; it applies to any
+    spatial size.
+
+  >>> p = sample_mixup(jax.random.key(0), 3, alpha=0.2)
+  >>> p.partner.tolist(), p.op.tolist()
+  ([2, 1, 0], [1, 1, 1])
+  """
+  batch_size, groups = _check_common(key, batch_size, mode, pairing, groups, prob)
+  validation.check_positive(alpha, "alpha")
+  return _sample(
+      key, batch_size, None, None, method="mixup", mode=mode,
+      pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
+      mixup_alpha=alpha,
+  )
+
+
+@_with_common_args
+def sample_mix(
+    key: jax.Array,
+    batch_size: int,
+    height: int,
+    width: int,
+    *,
+    mixup_alpha: ArrayLike = 0.8,
+    cutmix_alpha: ArrayLike = 1.0,
+    switch_prob: ArrayLike = 0.5,
+    prob: ArrayLike = 1.0,
+    mode: str = "batch",
+    pairing: str = "flip",
+    groups: int = 1,
+    placement: str = "official",
+    cutmix_minmax: Optional[tuple[float, float]] = None,
+    axis_name: AxisName = None,
+) -> MixParams:
+  """Draws the CutMix-or-MixUp switch, as timm's `Mixup` does.
+
+  With probability `prob` a draw mixes; a mixing draw is CutMix with
+  probability `switch_prob` and MixUp otherwise. The choice is made per batch,
+  per pair or per sample, following `mode`.
+
+  Args:
+    key: a PRNG key.
+    batch_size: static batch size.
+    height: static image height.
+    width: static image width.
+    mixup_alpha: MixUp's Beta parameter; 0 turns MixUp off. May be traced.
+    cutmix_alpha: CutMix's Beta parameter; 0 turns CutMix off. May be traced.
+    switch_prob: chance that a mixing draw is CutMix when both are on.
+    placement: CutMix box placement, as in `sample_cutmix`.
+    cutmix_minmax: as `minmax` in `sample_cutmix`; turns CutMix on regardless
+      of `cutmix_alpha`.
+{common_args}
+
+  Returns:
+    A `MixParams` with `method='mix'`.
+
+  >>> p = sample_mix(jax.random.key(1), 8, 32, 32, mode="elem")
+  >>> sorted(set(p.op.tolist())) in ([1], [2], [1, 2])
+  True
+  """
+  batch_size, groups = _check_common(key, batch_size, mode, pairing, groups, prob)
+  height = validation.check_size(height, "height")
+  width = validation.check_size(width, "width")
+  validation.check_choice(placement, "placement", validation.PLACEMENTS)
+  _check_alpha_or_off(mixup_alpha, "mixup_alpha")
+  _check_alpha_or_off(cutmix_alpha, "cutmix_alpha")
+  validation.check_probability(switch_prob, "switch_prob")
+  if cutmix_minmax is not None:
+    cutmix_minmax = _check_minmax(cutmix_minmax)
+    if validation.is_static_number(cutmix_alpha) and float(cutmix_alpha) == 0:
+      cutmix_alpha = 1.0  # minmax turns CutMix on; its α is unused.
+  if (
+      validation.is_static_number(mixup_alpha)
+      and validation.is_static_number(cutmix_alpha)
+      and float(mixup_alpha) == 0
+      and float(cutmix_alpha) == 0
+  ):
+    raise ValueError(
+        "mixup_alpha and cutmix_alpha are both 0, which turns both off; set at "
+        "least one > 0."
+    )
+  return _sample(
+      key, batch_size, height, width, method="mix", mode=mode,
+      pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
+      cutmix_alpha=cutmix_alpha, mixup_alpha=mixup_alpha,
+      switch_prob=switch_prob, placement=placement,
+      cutmix_minmax=cutmix_minmax,
+  )
+
+
+def sample_cutout(
+    key: jax.Array,
+    batch_size: int,
+    height: int,
+    width: int,
+    *,
+    size: Union[int, tuple[int, int], None] = None,
+    prob: ArrayLike = 1.0,
+    mode: str = "elem",
+    axis_name: AxisName = None,
+) -> MixParams:
+  """Draws Cutout boxes (DeVries & Taylor 2017, arXiv:1708.04552).
+
+  A `size` box is centred uniformly over the image and clipped to it, as in
+  the Cutout paper; labels are unchanged (`lam` is 1).
+
+  Args:
+    key: a PRNG key.
+    batch_size: static batch size.
+    height: static image height.
+    width: static image width.
+    size: box side in pixels, an int or `(height, width)`; default half of
+      each image side (16 on CIFAR, the Cutout paper's CIFAR-10 setting).
+    prob: chance of cutting, per batch ('batch') or per sample ('elem',
+      the default, as in the Cutout paper).
+    mode: 'batch' or 'elem' ('pair' is accepted and draws per pair).
+    axis_name: as in `sample_cutmix`.
+
+  Returns:
+    A `MixParams` with `method='cutout'`.
+
+  >>> p = sample_cutout(jax.random.key(0), 2, 32, 32, size=8)
+  >>> p.op.tolist(), p.lam.tolist()
+  ([3, 3], [1.0, 1.0])
+  """
+  batch_size, _ = _check_common(key, batch_size, mode, "flip", 1, prob)
+  height = validation.check_size(height, "height")
+  width = validation.check_size(width, "width")
+  if size is None:
+    size = (max(height // 2, 1), max(width // 2, 1))
+  elif isinstance(size, (int, np.integer)):
+    size = (size, size)
+  if not (
+      isinstance(size, (tuple, list))
+      and len(size) == 2
+      and all(isinstance(s, (int, np.integer)) and s >= 0 for s in size)
+  ):
+    raise ValueError(
+        f"size must be an int or a (height, width) pair of ints >= 0, got "
+        f"{size!r}."
+    )
+  return _sample(
+      key, batch_size, height, width, method="cutout", mode=mode,
+      pairing="flip", groups=1, prob=prob, axis_name=axis_name,
+      cutout_size=(int(size[0]), int(size[1])),
+  )
+
+
+def _drawable(alpha):
+  """A static α of 0 switches its branch off: draw with α = 1, never used."""
+  if validation.is_static_number(alpha) and float(alpha) == 0:
+    return 1.0
+  return alpha
