@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from cutmix_jax._src import labels as labels_lib
+from cutmix_jax._src import sharding
 from cutmix_jax._src import validation
 from cutmix_jax._src.sampling import MixParams, Op
 
@@ -22,19 +23,27 @@ ArrayLike = jax.typing.ArrayLike
 
 
 def partner_rows(params: MixParams, x: jax.Array) -> jax.Array:
-  """Each sample's partner, `x[params.partner]`, computed as cheaply as the
-  pairing allows: a reversal or a roll inside each group, a gather only for
-  'permute'."""
+  """Each sample's partner, `x[params.partner]`, as cheaply as the pairing
+  allows: a reversal or a roll inside each group; a gather only for 'permute'
+  (or where an explicit sharding rules the cheap form out)."""
   batch = x.shape[0]
-  if params.pairing == "permute":
-    return jnp.take(x, params.partner, axis=0)
   groups = params.groups
-  grouped = x.reshape((groups, batch // groups) + x.shape[1:])
+  explicit = sharding.is_explicit(x)
+  gather = params.pairing == "permute" or (
+      explicit
+      and (groups % sharding.batch_shards(x) or params.pairing == "roll")
+      and not (groups == 1 and params.pairing == "flip")
+  )
+  if gather:
+    return sharding.take_rows(x, params.partner)
+  if groups == 1 and params.pairing == "flip":
+    return lax.rev(x, (0,))
+  grouped = sharding.reshape(x, (groups, batch // groups) + x.shape[1:])
   if params.pairing == "flip":
     grouped = lax.rev(grouped, (1,))
   else:
     grouped = jnp.roll(grouped, 1, axis=1)
-  return grouped.reshape(x.shape)
+  return sharding.reshape(grouped, x.shape)
 
 
 def _check_params(params: MixParams, batch: int, name: str) -> None:
@@ -52,35 +61,46 @@ def _check_params(params: MixParams, batch: int, name: str) -> None:
 
 
 def _spatial_view(x: jax.Array, h_axis: int):
-  """Reshape to [batch, other, height, width * trailing] (free: row-major).
+  """Views `x` as [batch, other, height, width * trailing] when that is free.
 
   Folding the trailing axes (channels) into the width lets the box test run
-  on a 3-D iota, which XLA vectorises better than a 4-D broadcast; the column
-  bounds are scaled by the folded size instead.
+  on fewer, longer rows, which XLA vectorises better than a broadcast over a
+  short channel axis; the column bounds are scaled by the folded size. Arrays
+  explicitly sharded along a non-batch axis are left as they are.
+
+  Returns:
+    The view, its height axis and the column scale.
   """
+  if not sharding.only_batch_sharded(x):
+    return x, h_axis, 1
   shape = x.shape
   lead = math.prod(shape[1:h_axis])
   trailing = math.prod(shape[h_axis + 2 :])
-  view = x.reshape(shape[0], lead, shape[h_axis], shape[h_axis + 1] * trailing)
-  return view, trailing
+  view_shape = (shape[0], lead, shape[h_axis], shape[h_axis + 1] * trailing)
+  return sharding.reshape(x, view_shape), 2, trailing
 
 
-def _in_box(box: jax.Array, view_shape, trailing: int) -> jax.Array:
-  rows = lax.broadcasted_iota(jnp.int32, view_shape, 2)
-  cols = lax.broadcasted_iota(jnp.int32, view_shape, 3)
-  b = box.reshape(box.shape[0], 1, 1, 1, 4)
-  top, left, bottom, right = (b[..., i] for i in range(4))
+def _in_box(box: jax.Array, shape, h_axis: int, col_scale: int) -> jax.Array:
+  """Bool mask, True inside each sample's box, from iotas vs the bounds."""
+  rows = lax.broadcasted_iota(jnp.int32, shape, h_axis)
+  cols = lax.broadcasted_iota(jnp.int32, shape, h_axis + 1)
+  bounds = box.reshape((box.shape[0],) + (1,) * (len(shape) - 1) + (4,))
+  top, left, bottom, right = (bounds[..., i] for i in range(4))
   return (
       (rows >= top) & (rows < bottom)
-      & (cols >= left * trailing) & (cols < right * trailing)
+      & (cols >= left * col_scale) & (cols < right * col_scale)
   )
+
+
+def _per_sample(values: jax.Array, ndim: int) -> jax.Array:
+  return values.reshape((-1,) + (1,) * (ndim - 1))
 
 
 def _blend(x, partner, lam):
   """`lam * x + (1 - lam) * partner`, computed in float32 (or wider)."""
   dtype = x.dtype
   compute = jnp.promote_types(dtype, jnp.float32)
-  w = lam.astype(compute).reshape((-1,) + (1,) * (x.ndim - 1))
+  w = _per_sample(lam.astype(compute), x.ndim)
   out = w * x.astype(compute) + (1 - w) * partner.astype(compute)
   if jnp.issubdtype(dtype, jnp.integer):
     info = jnp.iinfo(dtype)
@@ -144,39 +164,43 @@ def apply_params(
   if params.method in ("mixup", "mix") and x.dtype == jnp.bool_:
     raise TypeError("x of dtype bool cannot be blended by MixUp.")
 
-  view, trailing = _spatial_view(x, h_axis)
+  view, view_h_axis, col_scale = _spatial_view(x, h_axis)
   method = params.method
   if method == "mixup":
     mixed = _blend(view, partner_rows(params, view), params.lam)
-    is_mixup = (params.op == Op.MIXUP).reshape(-1, 1, 1, 1)
+    is_mixup = _per_sample(params.op == Op.MIXUP, view.ndim)
     out = jnp.where(is_mixup, mixed, view)
-  elif method == "cutout":
-    fill = jnp.asarray(fill_value)
-    in_box = _in_box(params.box, view.shape, trailing)
-    fill = _fill_view(fill, x, h_axis, width, trailing)
-    out = jnp.where(in_box, fill, view)
   else:
-    partner = partner_rows(params, view)
-    in_box = _in_box(params.box, view.shape, trailing)
-    out = jnp.where(in_box, partner, view)
-    if method == "mix":
-      is_mixup = (params.op == Op.MIXUP).reshape(-1, 1, 1, 1)
-      out = jnp.where(is_mixup, _blend(view, partner, params.lam), out)
-  return out.reshape(x.shape)
+    in_box = _in_box(params.box, view.shape, view_h_axis, col_scale)
+    if method == "cutout":
+      fill = _fill_row(jnp.asarray(fill_value), x, h_axis, view)
+      out = jnp.where(in_box, fill, view)
+    else:
+      partner = partner_rows(params, view)
+      out = jnp.where(in_box, partner, view)
+      if method == "mix":
+        is_mixup = _per_sample(params.op == Op.MIXUP, view.ndim)
+        out = jnp.where(is_mixup, _blend(view, partner, params.lam), out)
+  return sharding.reshape(out, x.shape) if out.shape != x.shape else out
 
 
-def _fill_view(fill, x, h_axis, width, trailing):
-  """Broadcasts Cutout's fill to one row of the [.., width * trailing] view."""
-  trailing_shape = x.shape[h_axis + 2 :]
-  if fill.ndim > len(trailing_shape) or jnp.broadcast_shapes(
-      fill.shape, trailing_shape
-  ) != tuple(trailing_shape):
+def _fill_row(fill, x, h_axis, view):
+  """Cutout's fill broadcast to the trailing part of one row of the view."""
+  trailing_shape = tuple(x.shape[h_axis + 2 :])
+  try:
+    ok = jnp.broadcast_shapes(fill.shape, trailing_shape) == trailing_shape
+  except ValueError:
+    ok = False
+  if not ok:
     raise ValueError(
         f"fill_value {validation.describe(fill)} must be a scalar or "
-        f"broadcastable to the axes after W {tuple(trailing_shape)}."
+        f"broadcastable to the axes after W {trailing_shape}."
     )
-  fill = jnp.broadcast_to(fill, (width,) + tuple(trailing_shape))
-  return fill.reshape(width * trailing).astype(x.dtype)
+  width = x.shape[h_axis + 1]
+  fill = jnp.broadcast_to(fill, (width,) + trailing_shape).astype(x.dtype)
+  if view.ndim == x.ndim:  # not folded: trailing axes kept as they are
+    return fill
+  return fill.reshape(view.shape[-1])
 
 
 def mix_labels(
