@@ -1,0 +1,19 @@
+"""`python -m train`: see `python -m train --help`."""
+
+import sys
+
+from train import config
+from train import data
+from train import train
+
+
+def main(argv=None) -> None:
+  cfg = config.parse_args(argv)
+  try:
+    train.train_and_evaluate(cfg)
+  except (data.DataError, train.TrainError) as e:
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,315 @@
+"""Host-side datasets (NumPy, nothing downloaded) and the batch pipeline."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import pickle
+import tarfile
+from typing import Iterator, Optional
+
+import jax
+import numpy as np
+
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+LAYOUTS = {
+    "cifar10": "the CIFAR-10 python version: cifar-10-python.tar.gz, or its "
+               "extracted cifar-10-batches-py/ folder (data_batch_1..5, "
+               "test_batch), or a folder that contains either",
+    "cifar100": "the CIFAR-100 python version: cifar-100-python.tar.gz, or its "
+                "extracted cifar-100-python/ folder (train, test, meta), or a "
+                "folder that contains either",
+    "imagefolder": "<root>/train/<class>/*.jpg|png and <root>/test/<class>/... "
+                   "(or <root>/val/<class>/...), with the same class folders "
+                   "and one image size",
+    "npz": "one .npz file with arrays x_train [N, H, W] or [N, H, W, C], "
+           "y_train [N] integer labels, x_test, y_test",
+}
+
+
+class DataError(ValueError):
+  """A dataset path that is missing or not in the expected layout."""
+
+
+@dataclasses.dataclass
+class Dataset:
+  """Train and test splits as NumPy arrays.
+
+  Attributes:
+    x_train: `[N, H, W, C]` images, uint8 for image files, any numeric dtype
+      for npz; normalised on the device with `mean` and `std`.
+    y_train: int32 `[N]` labels.
+    x_test: `[M, H, W, C]` images.
+    y_test: int32 `[M]` labels.
+    class_names: one name per class.
+    mean: float32 `[C]` per-channel mean of the training images.
+    std: float32 `[C]` per-channel standard deviation.
+  """
+
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_test: np.ndarray
+  y_test: np.ndarray
+  class_names: list[str]
+  mean: np.ndarray = None
+  std: np.ndarray = None
+
+  def __post_init__(self):
+    for name in ("x_train", "x_test"):
+      x = getattr(self, name)
+      if x.ndim == 3:
+        setattr(self, name, x[..., None])
+    if self.x_train.shape[1:] != self.x_test.shape[1:]:
+      raise DataError(
+          f"train images are {self.x_train.shape[1:]} but test images are "
+          f"{self.x_test.shape[1:]}; they must match."
+      )
+    self.y_train = self.y_train.astype(np.int32)
+    self.y_test = self.y_test.astype(np.int32)
+    x = self.x_train.astype(np.float64)
+    self.mean = x.mean(axis=(0, 1, 2)).astype(np.float32)
+    self.std = np.maximum(x.std(axis=(0, 1, 2)), 1e-6).astype(np.float32)
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.x_train.shape[1:])
+
+
+def load(name: str, data_dir: Optional[str] = None) -> Dataset:
+  """Loads a dataset by name; see `LAYOUTS` for what each expects on disk."""
+  if name == "digits":
+    return load_digits()
+  if not data_dir or not os.path.exists(data_dir):
+    raise DataError(
+        f"--data-dir {data_dir!r} does not exist. --dataset {name} expects "
+        f"{LAYOUTS[name]}. Nothing is downloaded."
+    )
+  loader = {"cifar10": load_cifar, "cifar100": load_cifar,
+            "imagefolder": load_imagefolder, "npz": load_npz}[name]
+  try:
+    return loader(data_dir, name) if loader is load_cifar else loader(data_dir)
+  except DataError:
+    raise
+  except (OSError, KeyError, ValueError, pickle.UnpicklingError,
+          tarfile.TarError) as e:
+    raise DataError(
+        f"could not read {data_dir!r} as {name} ({type(e).__name__}: {e}); "
+        f"expected {LAYOUTS[name]}."
+    ) from e
+
+
+def load_digits(test_fraction: float = 0.2) -> Dataset:
+  """scikit-learn's 1,797 8x8 digits, with a fixed stratified split.
+
+  Pixels are 0..16 in sklearn; they are scaled to uint8 0..255 so that every
+  dataset enters the pipeline the same way.
+  """
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+
+  digits = datasets.load_digits()
+  x = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]
+  y = digits.target
+  # Fixed seed: the split is part of the dataset, not of a run's --seed.
+  rng = np.random.default_rng(0)
+  test = np.zeros(len(y), bool)
+  for c in np.unique(y):
+    idx = rng.permutation(np.flatnonzero(y == c))
+    test[idx[: int(round(len(idx) * test_fraction))]] = True
+  return Dataset(x[~test], y[~test], x[test], y[test],
+                 [str(c) for c in range(10)])
+
+
+def _unpickle(data: bytes) -> dict:
+  return pickle.loads(data, encoding="bytes")
+
+
+def load_cifar(path: str, name: str) -> Dataset:
+  """CIFAR-10/100 in the python-pickle layout, from .tar.gz or a folder."""
+  folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
+  train_files = ([f"data_batch_{i}" for i in range(1, 6)]
+                 if name == "cifar10" else ["train"])
+  files = train_files + ["test_batch" if name == "cifar10" else "test"]
+  meta_file = "batches.meta" if name == "cifar10" else "meta"
+  label_key = b"labels" if name == "cifar10" else b"fine_labels"
+  names_key = b"label_names" if name == "cifar10" else b"fine_label_names"
+
+  if os.path.isfile(path):
+    with tarfile.open(path) as tar:
+      members = {os.path.relpath(m.name, folder): m for m in tar.getmembers()
+                 if m.isfile() and m.name.startswith(folder + "/")}
+      read = lambda f: tar.extractfile(members[f]).read()
+      blobs = {f: read(f) for f in files + [meta_file] if f in members}
+  else:
+    root = path if os.path.basename(os.path.normpath(path)) == folder else (
+        os.path.join(path, folder))
+    blobs = {}
+    for f in files + [meta_file]:
+      if os.path.isfile(os.path.join(root, f)):
+        with open(os.path.join(root, f), "rb") as fh:
+          blobs[f] = fh.read()
+  missing = [f for f in files if f not in blobs]
+  if missing:
+    raise DataError(
+        f"{path!r} has no {folder}/{missing[0]}; --dataset {name} expects "
+        f"{LAYOUTS[name]}."
+    )
+
+  def split(file_names):
+    parts = [_unpickle(blobs[f]) for f in file_names]
+    x = np.concatenate([p[b"data"] for p in parts]).reshape(-1, 3, 32, 32)
+    y = np.concatenate([np.asarray(p[label_key]) for p in parts])
+    return x.transpose(0, 2, 3, 1), y
+
+  x_train, y_train = split(train_files)
+  x_test, y_test = split(files[-1:])
+  if meta_file in blobs:
+    class_names = [n.decode() for n in _unpickle(blobs[meta_file])[names_key]]
+  else:
+    class_names = [str(c) for c in range(int(y_train.max()) + 1)]
+  return Dataset(x_train, y_train, x_test, y_test, class_names)
+
+
+def load_npz(path: str) -> Dataset:
+  """An .npz file with x_train, y_train, x_test, y_test."""
+  with np.load(path) as f:
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test")
+               if k not in f]
+    if missing:
+      raise DataError(
+          f"{path!r} has no array {missing[0]!r} (it has {sorted(f.files)}); "
+          f"--dataset npz expects {LAYOUTS['npz']}."
+      )
+    arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+  for split in ("train", "test"):
+    x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+    if x.ndim not in (3, 4) or y.shape != (len(x),) or not np.issubdtype(
+        y.dtype, np.integer):
+      raise DataError(
+          f"{path!r}: x_{split} {x.shape} {x.dtype} and y_{split} {y.shape} "
+          f"{y.dtype} do not match; expected {LAYOUTS['npz']}."
+      )
+  labels = np.concatenate([arrays["y_train"], arrays["y_test"]])
+  if labels.min() < 0:
+    raise DataError(f"{path!r}: labels must be >= 0, got {labels.min()}.")
+  return Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"],
+                 arrays["y_test"], [str(c) for c in range(labels.max() + 1)])
+
+
+def load_imagefolder(root: str) -> Dataset:
+  """`<root>/train/<class>/*.jpg|png` plus `<root>/test` or `<root>/val`."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  layout = LAYOUTS["imagefolder"]
+  test_name = next((d for d in ("test", "val")
+                    if os.path.isdir(os.path.join(root, d))), None)
+  if not os.path.isdir(os.path.join(root, "train")) or test_name is None:
+    found = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    raise DataError(
+        f"{root!r} has no train/ and test/ (or val/) folders (found "
+        f"{found[:10]}); --dataset imagefolder expects {layout}."
+    )
+  class_names = sorted(
+      d for d in os.listdir(os.path.join(root, "train"))
+      if os.path.isdir(os.path.join(root, "train", d)))
+  if not class_names:
+    raise DataError(f"{root}/train has no class folders; expected {layout}.")
+
+  def read_split(split):
+    images, labels, first = [], [], None
+    for label, name in enumerate(class_names):
+      folder = os.path.join(root, split, name)
+      files = sorted(f for f in os.listdir(folder)
+                     if f.lower().endswith(_IMAGE_EXTENSIONS)) if os.path.isdir(
+                         folder) else []
+      for f in files:
+        path = os.path.join(folder, f)
+        with Image.open(path) as im:
+          image = np.asarray(im.convert("RGB"))
+        if first is None:
+          first = (path, image.shape)
+        elif image.shape != first[1]:
+          raise DataError(
+              f"{path} is {image.shape[1]}x{image.shape[0]} but {first[0]} is "
+              f"{first[1][1]}x{first[1][0]}; all images must have one size "
+              "(resize them first)."
+          )
+        images.append(image)
+        labels.append(label)
+    if not images:
+      raise DataError(
+          f"{root}/{split} has no .jpg/.png images in class folders "
+          f"{class_names[:5]}...; expected {layout}."
+      )
+    return np.stack(images), np.asarray(labels), first
+
+  x_train, y_train, first_train = read_split("train")
+  x_test, y_test, first_test = read_split(test_name)
+  if x_train.shape[1:] != x_test.shape[1:]:
+    raise DataError(
+        f"{first_test[0]} is {x_test.shape[2]}x{x_test.shape[1]} but "
+        f"{first_train[0]} is {x_train.shape[2]}x{x_train.shape[1]}; all "
+        "images must have one size (resize them first)."
+    )
+  return Dataset(x_train, y_train, x_test, y_test, class_names)
+
+
+# ---------------------------------------------------------------------------
+# Batches
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+  """The training order of an epoch: a function of (seed, epoch) only, so a
+  resumed run replays exactly the batches an uninterrupted one would."""
+  return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def train_batches(
+    ds: Dataset, batch_size: int, seed: int, start_step: int, num_steps: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """Training batches for global steps `[start_step, num_steps)`.
+
+  Each epoch is a fresh permutation; the last partial batch of an epoch is
+  dropped so every step has the same shape (one compilation).
+  """
+  steps_per_epoch = len(ds.x_train) // batch_size
+  for step in range(start_step, num_steps):
+    epoch, i = divmod(step, steps_per_epoch)
+    if i == 0 or step == start_step:
+      perm = epoch_permutation(seed, epoch, len(ds.x_train))
+    idx = perm[i * batch_size : (i + 1) * batch_size]
+    yield ds.x_train[idx], ds.y_train[idx]
+
+
+def eval_batches(
+    x: np.ndarray, y: np.ndarray, batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """Every sample exactly once: the last batch is zero-padded and masked."""
+  for start in range(0, len(x), batch_size):
+    xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+    pad = batch_size - len(xb)
+    mask = np.concatenate([np.ones(len(xb), bool), np.zeros(pad, bool)])
+    if pad:
+      xb = np.concatenate([xb, np.zeros((pad,) + xb.shape[1:], xb.dtype)])
+      yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
+    yield xb, yb, mask
+
+
+def prefetch(iterator, put, size: int = 2):
+  """Keeps `size` batches in flight to the devices.
+
+  `put` (a `jax.device_put` to the data sharding) is asynchronous, so the
+  next batch is copied while the current step runs.
+  """
+  queue = collections.deque()
+  for batch in iterator:
+    queue.append(jax.tree.map(put, batch))
+    if len(queue) == size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()

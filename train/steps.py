@@ -1,0 +1,236 @@
+"""On-device augmentation, the optimiser, and the train and eval steps.
+
+The steps are pure functions of a pytree state
+`{'params', 'batch_stats', 'opt_state', 'step'}` so that the same code runs
+under `jax.jit` over a mesh and under `jax.pmap`, and checkpoints as is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import cutmix_jax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax import lax
+
+State = dict[str, Any]
+
+
+def random_crop_flip(
+    key: jax.Array, images: jax.Array, pad: int, flip: bool
+) -> jax.Array:
+  """Random `pad`-pixel zero-padded crop and optional horizontal flip.
+
+  Each output pixel is `image[i + dy, mirror(j) + dx]` (zero outside), i.e. a
+  crop of the zero-padded image. It is written as two batched one-hot matrix
+  products built from iotas, so there is no per-sample gather or slice and
+  the batch axis stays a plain batch axis that shards without communication.
+
+  Args:
+    key: PRNG key.
+    images: float `[batch, height, width, channels]`.
+    pad: maximum shift in pixels (0: no crop).
+    flip: whether to mirror half of the samples, chosen at random.
+
+  Returns:
+    Images of the same shape and dtype.
+  """
+  batch, height, width, _ = images.shape
+  k_y, k_x, k_flip = jax.random.split(key, 3)
+  dy = jax.random.randint(k_y, (batch, 1, 1), -pad, pad + 1)
+  dx = jax.random.randint(k_x, (batch, 1, 1), -pad, pad + 1)
+  mirror = (
+      jax.random.bernoulli(k_flip, 0.5, (batch, 1, 1))
+      if flip else jnp.zeros((batch, 1, 1), bool)
+  )
+
+  def selector(n, shift, mirrored):
+    out = lax.broadcasted_iota(jnp.int32, (batch, n, n), 1)
+    src = lax.broadcasted_iota(jnp.int32, (batch, n, n), 2)
+    out = jnp.where(mirrored, n - 1 - out, out)
+    return (src == out + shift).astype(images.dtype)
+
+  rows = selector(height, dy, jnp.zeros_like(mirror))
+  cols = selector(width, dx, mirror)
+  # HIGHEST: one-hot products must copy pixels exactly, not in bf16/tf32.
+  return jnp.einsum(
+      "bik,bkwc,bjw->bijc", rows, images, cols,
+      precision=lax.Precision.HIGHEST,
+  )
+
+
+def augment(
+    key: jax.Array,
+    images: jax.Array,
+    labels: jax.Array,
+    cfg,
+    *,
+    num_classes: int,
+    mean: np.ndarray,
+    std: np.ndarray,
+    groups: int = 1,
+    axis_name: Optional[str] = None,
+) -> tuple[jax.Array, jax.Array]:
+  """Normalise, crop and flip, then `cfg.aug` from `cutmix_jax`.
+
+  Args:
+    key: this step's key, `fold_in(root_key, step)`.
+    images: `[batch, height, width, channels]` raw images (any numeric type).
+    labels: int `[batch]` class ids.
+    cfg: the resolved `Config`.
+    num_classes: number of classes.
+    mean: per-channel mean, subtracted.
+    std: per-channel standard deviation, divided by.
+    groups: under `jax.jit` over a sharded batch, the number of devices:
+      pairs are then formed inside each device's block, so no image moves.
+    axis_name: under `pmap`, the mapped axis, so each device draws its own
+      crops and boxes from the same replicated key.
+
+  Returns:
+    `(images, targets)`: float32 images and float32 soft targets
+    `[batch, num_classes]`.
+  """
+  k_crop, k_mix = jax.random.split(key)
+  if axis_name is not None:
+    k_crop = jax.random.fold_in(k_crop, lax.axis_index(axis_name))
+  x = (images.astype(jnp.float32) - mean) / std
+  # Cropping after normalisation pads with the mean colour (zero).
+  x = random_crop_flip(k_crop, x, cfg.crop_pad, cfg.flip)
+  common = dict(num_classes=num_classes, label_smoothing=cfg.label_smoothing,
+                prob=cfg.prob, mode=cfg.mode, axis_name=axis_name)
+  if cfg.aug == "cutmix":
+    return cutmix_jax.cutmix(k_mix, x, labels, alpha=cfg.alpha, groups=groups,
+                             **common)
+  if cfg.aug == "mixup":
+    return cutmix_jax.mixup(k_mix, x, labels, alpha=cfg.alpha, groups=groups,
+                            **common)
+  if cfg.aug == "mix":
+    return cutmix_jax.mix(
+        k_mix, x, labels, mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.alpha,
+        switch_prob=cfg.switch_prob, groups=groups, **common)
+  if cfg.aug == "cutout":
+    # Zero after normalisation fills with the dataset mean, as in the paper.
+    x = cutmix_jax.cutout(k_mix, x, size=cfg.cutout_size, prob=cfg.prob,
+                          mode=cfg.mode, axis_name=axis_name)
+  targets = cutmix_jax.one_hot(labels, num_classes,
+                               label_smoothing=cfg.label_smoothing)
+  return x, targets
+
+
+def decay_mask(params):
+  """True for conv and linear kernels; BatchNorm scales/biases and linear
+  biases (all 1-D) are not decayed."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def make_optimizer(
+    cfg, steps_per_epoch: int, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """SGD (momentum 0.9, Nesterov) with masked weight decay and warmup.
+
+  Returns:
+    The optimiser and its learning-rate schedule.
+  """
+  warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total_steps - 1)
+  if cfg.schedule == "cosine":
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, cfg.lr, warmup, total_steps, end_value=0.0)
+  else:
+    decay = optax.piecewise_constant_schedule(cfg.lr, {
+        max(int(total_steps * f) - warmup, 1): 0.1 for f in (0.5, 0.75)})
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(0.0, cfg.lr, warmup), decay], [warmup])
+  parts = []
+  if cfg.grad_clip:
+    parts.append(optax.clip_by_global_norm(cfg.grad_clip))
+  # Decay before the SGD update: PyTorch's coupled L2, which the ResNet and
+  # CutMix recipes use.
+  parts.append(optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask))
+  parts.append(optax.sgd(schedule, momentum=0.9, nesterov=True))
+  return optax.chain(*parts), schedule
+
+
+def init_state(model: nnx.Module, tx) -> tuple[nnx.GraphDef, State]:
+  """Splits a model into its static graph and a pure-dict training state."""
+  graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+  params = nnx.to_pure_dict(params)
+  state = dict(
+      params=params,
+      batch_stats=nnx.to_pure_dict(batch_stats),
+      opt_state=tx.init(params),
+      step=jnp.zeros((), jnp.int32),
+  )
+  return graphdef, state
+
+
+def make_train_step(
+    graphdef, tx, augment_fn: Callable, axis_name: Optional[str] = None
+) -> Callable:
+  """The train step `(state, images, labels, root_key) -> (state, metrics)`.
+
+  Args:
+    graphdef: the model's static graph (from `init_state`).
+    tx: the optimiser.
+    augment_fn: `(key, images, labels) -> (images, targets)`.
+    axis_name: under `pmap`, the axis to average gradients and the loss over
+      (BatchNorm averages its statistics itself, via its own `axis_name`).
+
+  Returns:
+    The unjitted step function.
+  """
+
+  def train_step(state, images, labels, root_key):
+    key = jax.random.fold_in(root_key, state["step"])
+    x, targets = augment_fn(key, images, labels)
+
+    def loss_fn(params):
+      model = nnx.merge(graphdef, params, state["batch_stats"])
+      logits = model(x, train=True)
+      loss = optax.softmax_cross_entropy(logits, targets).mean()
+      return loss, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
+
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"])
+    if axis_name is not None:
+      grads = lax.pmean(grads, axis_name)
+      loss = lax.pmean(loss, axis_name)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    new_state = dict(
+        params=optax.apply_updates(state["params"], updates),
+        batch_stats=batch_stats,
+        opt_state=opt_state,
+        step=state["step"] + 1,
+    )
+    return new_state, {"loss": loss}
+
+  return train_step
+
+
+def make_eval_step(
+    graphdef, mean, std, axis_name: Optional[str] = None
+) -> Callable:
+  """The eval step `(state, images, labels, mask) -> sums`.
+
+  Returns summed loss, correct count and sample count over the unmasked
+  samples, so padded tail samples never count.
+  """
+
+  def eval_step(state, images, labels, mask):
+    model = nnx.merge(graphdef, state["params"], state["batch_stats"])
+    x = (images.astype(jnp.float32) - mean) / std
+    logits = model(x, train=False)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    sums = {
+        "loss": jnp.sum(jnp.where(mask, loss, 0.0)),
+        "correct": jnp.sum(mask & (jnp.argmax(logits, -1) == labels)),
+        "count": jnp.sum(mask),
+    }
+    if axis_name is not None:
+      sums = lax.psum(sums, axis_name)
+    return sums
+
+  return eval_step

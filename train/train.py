@@ -1,0 +1,267 @@
+"""The training loop: data-parallel steps, evaluation, checkpoints, outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from train import checkpoints
+from train import data
+from train import models
+from train import plots
+from train import steps
+from train.config import Config
+
+PMAP_AXIS = "batch"
+# Settings that may change between a run and its resumption.
+_RESUMABLE_FIELDS = ("workdir", "data_dir", "progress", "log_every",
+                     "ckpt_every", "eval_batch_size")
+
+
+class TrainError(RuntimeError):
+  """A run that cannot start or continue, with a message for the user."""
+
+
+class _Parallel:
+  """Placement of state and batches for `--parallel jit` or `pmap`."""
+
+  def __init__(self, kind: str):
+    self.kind = kind
+    self.n = jax.device_count()
+    axis = "data" if kind == "jit" else PMAP_AXIS
+    # Auto axes: XLA propagates the batch sharding through the step. (The
+    # default Explicit axes would make every op's sharding part of its type.)
+    self.mesh = jax.make_mesh((self.n,), (axis,),
+                              axis_types=(jax.sharding.AxisType.Auto,))
+    self.data = NamedSharding(self.mesh, P(axis))
+    self.replicated = NamedSharding(self.mesh, P())
+
+  def put_batch(self, x: np.ndarray) -> jax.Array:
+    if self.kind == "pmap":
+      x = x.reshape((self.n, -1) + x.shape[1:])
+    return jax.device_put(x, self.data)
+
+  def put_state(self, state):
+    if self.kind == "jit":
+      return jax.device_put(state, self.replicated)
+    stack = lambda x: np.broadcast_to(x, (self.n,) + np.shape(x))
+    return jax.device_put(jax.tree.map(stack, jax.device_get(state)), self.data)
+
+  def unreplicate(self, tree):
+    """One copy of replicated values (pmap keeps one per device)."""
+    return tree if self.kind == "jit" else jax.tree.map(lambda x: x[0], tree)
+
+  def compile(self, train_step, eval_step):
+    """Jitted (or pmapped) train and eval steps; the state is donated."""
+    if self.kind == "jit":
+      train = jax.jit(
+          train_step,
+          in_shardings=(self.replicated, self.data, self.data, self.replicated),
+          out_shardings=(self.replicated, self.replicated),
+          donate_argnums=0,
+      )
+      evaluate = jax.jit(
+          eval_step,
+          in_shardings=(self.replicated, self.data, self.data, self.data),
+          out_shardings=self.replicated,
+      )
+      return train, evaluate
+    train = jax.pmap(train_step, axis_name=PMAP_AXIS, in_axes=(0, 0, 0, None),
+                     donate_argnums=0)
+    evaluate = jax.pmap(eval_step, axis_name=PMAP_AXIS)
+    return train, evaluate
+
+
+def _check_workdir_config(workdir: str, cfg: Config) -> None:
+  """Refuses to resume a run whose settings differ (other than logging)."""
+  path = os.path.join(workdir, "config.json")
+  current = dataclasses.asdict(cfg)
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    diff = [k for k in current if k not in _RESUMABLE_FIELDS
+            and saved.get(k) != current[k]]
+    if diff:
+      changes = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}"
+                          for k in diff)
+      raise TrainError(
+          f"{workdir} holds a run with other settings ({changes}); resuming it "
+          "would mix two runs. Use another --workdir, or delete this one.")
+  os.makedirs(workdir, exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(current, f, indent=2)
+
+
+class _Metrics:
+  """Per-epoch records in `metrics.jsonl`, kept consistent with checkpoints."""
+
+  def __init__(self, path: str, restored_step: int):
+    self.path = path
+    self.records = []
+    if restored_step and os.path.exists(path):
+      with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+      # Records after the restored checkpoint will be recomputed.
+      self.records = [r for r in records if r["step"] <= restored_step]
+    with open(path, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in self.records)
+
+  def append(self, record: dict) -> None:
+    self.records.append(record)
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+
+
+def _check_finite(loss: float, step: int, restored: Optional[int]) -> None:
+  if not math.isfinite(loss):
+    raise TrainError(
+        f"training loss is {loss} at step {step}: the run diverged. "
+        f"Checkpoints up to step {restored or 0} are kept; lower --lr, add "
+        "--grad-clip or --warmup-epochs, then run with a new --workdir.")
+
+
+def train_and_evaluate(
+    cfg: Config, stop_after: Optional[int] = None
+) -> dict[str, Any]:
+  """Trains, evaluating every epoch; resumes from `cfg.workdir` if possible.
+
+  Args:
+    cfg: the configuration (dataset-dependent defaults may be None).
+    stop_after: stop (with a checkpoint) once this global step is done, as
+      if interrupted; the schedule still spans all `cfg.epochs`.
+
+  Returns:
+    The last epoch's metrics, plus 'state': the final training state on the
+    host (one copy).
+  """
+  ds = data.load(cfg.dataset, cfg.data_dir)
+  height, width, channels = ds.image_shape
+  cfg = cfg.resolved(cfg.dataset, min(height, width))
+  par = _Parallel(cfg.parallel)
+  for name in ("batch_size", "eval_batch_size"):
+    if getattr(cfg, name) % par.n:
+      raise TrainError(
+          f"--{name.replace('_', '-')} {getattr(cfg, name)} is not divisible "
+          f"by the {par.n} devices; each device takes an equal share.")
+  steps_per_epoch = len(ds.x_train) // cfg.batch_size
+  if steps_per_epoch == 0:
+    raise TrainError(f"--batch-size {cfg.batch_size} is larger than the "
+                     f"{len(ds.x_train)} training images.")
+  total_steps = cfg.epochs * steps_per_epoch
+  last_step = min(total_steps, stop_after or total_steps)
+  workdir = cfg.default_workdir()
+  _check_workdir_config(workdir, cfg)
+
+  axis_name = PMAP_AXIS if cfg.parallel == "pmap" else None
+  model = models.create_model(
+      cfg.model, ds.num_classes, in_channels=channels,
+      image_size=min(height, width), width=cfg.width, axis_name=axis_name,
+      seed=cfg.seed)
+  tx, schedule = steps.make_optimizer(cfg, steps_per_epoch, total_steps)
+  graphdef, state = steps.init_state(model, tx)
+
+  ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"))
+  sharding = par.replicated if cfg.parallel == "jit" else jax.devices()[0]
+  target = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+      state)
+  restored = ckpt.restore_latest(target)
+  start_step = 0
+  if restored is not None:
+    start_step, state = restored
+    print(f"Resuming from step {start_step} of {total_steps} in {workdir}.")
+  state = par.put_state(state)
+  metrics_log = _Metrics(os.path.join(workdir, "metrics.jsonl"), start_step)
+
+  augment_fn = functools.partial(
+      steps.augment, cfg=cfg, num_classes=ds.num_classes, mean=ds.mean,
+      std=ds.std, groups=par.n if axis_name is None else 1,
+      axis_name=axis_name)
+  train_step, eval_step = par.compile(
+      steps.make_train_step(graphdef, tx, augment_fn, axis_name),
+      steps.make_eval_step(graphdef, ds.mean, ds.std, axis_name))
+  root_key = jax.random.key(cfg.seed)
+
+  if start_step == 0:
+    # Step 0's batch and key, augmented as the jit step does (under pmap each
+    # device draws its own boxes, so the picture is representative only).
+    x0, y0 = next(data.train_batches(ds, cfg.batch_size, cfg.seed, 0, 1))
+    grid_fn = functools.partial(augment_fn, groups=par.n, axis_name=None)
+    images, targets = jax.jit(grid_fn)(jax.random.fold_in(root_key, 0), x0, y0)
+    plots.save_batch_grid(
+        np.asarray(images) * ds.std + ds.mean, np.asarray(targets),
+        ds.class_names, os.path.join(workdir, "augmented_batch.png"))
+
+  def evaluate(state):
+    sums = {"loss": 0.0, "correct": 0, "count": 0}
+    batches = data.eval_batches(ds.x_test, ds.y_test, cfg.eval_batch_size)
+    for x, y, mask in data.prefetch(batches, par.put_batch):
+      out = par.unreplicate(eval_step(state, x, y, mask))
+      sums = jax.tree.map(lambda a, b: a + b, sums, out)
+    sums = jax.device_get(sums)
+    assert int(sums["count"]) == len(ds.x_test)
+    return (float(sums["loss"]) / len(ds.x_test),
+            float(sums["correct"]) / len(ds.x_test))
+
+  batches = data.prefetch(
+      data.train_batches(ds, cfg.batch_size, cfg.seed, start_step, last_step),
+      par.put_batch)
+  bar = tqdm.tqdm(total=total_steps, initial=start_step, unit="step",
+                  disable=not cfg.progress, dynamic_ncols=True)
+  last_saved = start_step or None
+  epoch_losses, tick, tick_step = [], time.perf_counter(), start_step
+  record = None
+  try:
+    for step, (x, y) in enumerate(batches, start=start_step + 1):
+      state, out = train_step(state, x, y, root_key)
+      epoch_losses.append(par.unreplicate(out["loss"]))
+      if step % cfg.log_every == 0 or step == last_step:
+        loss = float(epoch_losses[-1])
+        _check_finite(loss, step, last_saved)
+        now = time.perf_counter()
+        rate = (step - tick_step) * cfg.batch_size / (now - tick)
+        bar.set_postfix(loss=f"{loss:.4f}", img_per_s=f"{rate:.0f}")
+        bar.update(step - tick_step)
+        tick, tick_step = now, step
+      if step % steps_per_epoch == 0:
+        train_loss = float(jnp.mean(jnp.stack(epoch_losses)))
+        _check_finite(train_loss, step, last_saved)
+        test_loss, test_acc = evaluate(state)
+        record = dict(epoch=step // steps_per_epoch, step=step,
+                      train_loss=train_loss, test_loss=test_loss,
+                      test_accuracy=test_acc, lr=float(schedule(step)))
+        metrics_log.append(record)
+        bar.write(f"epoch {record['epoch']:3d}  train loss {train_loss:.4f}  "
+                  f"test loss {test_loss:.4f}  test accuracy {test_acc:.4f}")
+        epoch_losses = []
+      if step % cfg.ckpt_every == 0 or step == last_step:
+        # Never checkpoint a diverged state.
+        _check_finite(float(par.unreplicate(out["loss"])), step, last_saved)
+        ckpt.save(step, par.unreplicate(state))
+        last_saved = step
+  finally:
+    bar.close()
+    ckpt.close()
+
+  if record is None or record["step"] != last_step:
+    test_loss, test_acc = evaluate(state)
+    record = dict(step=last_step, test_loss=test_loss, test_accuracy=test_acc)
+  if metrics_log.records:
+    plots.save_curves(metrics_log.records,
+                      os.path.join(workdir, "curves.png"))
+  if last_step == total_steps:
+    print(f"Done: step {total_steps}, test accuracy "
+          f"{record['test_accuracy']:.4f}. Outputs in {workdir}/.")
+  return dict(record, state=jax.device_get(par.unreplicate(state)))
