@@ -51,8 +51,17 @@ _LIBS = (
 
 
 def versions() -> dict:
+  """Installed versions (from package metadata: a package that is installed
+  but fails to import, like a timm whose torchvision is broken, still shows)."""
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+
   out = {}
   for name in _LIBS:
+    try:
+      out[name] = metadata.version(name.replace("_", "-"))
+      continue
+    except metadata.PackageNotFoundError:
+      pass
     try:
       mod = importlib.import_module(name)
     except Exception:  # pylint: disable=broad-except  # absent or broken

@@ -26,9 +26,27 @@ def _torch_inputs(images: np.ndarray, labels: np.ndarray):
   return torch, x, y
 
 
-def timm_peers(images, labels, num_classes) -> list[Peer]:
-  from timm.data import Mixup  # pylint: disable=g-import-not-at-top
+def _timm_mixup_class():
+  """timm's `Mixup`; if `timm.data` can't import (it needs a torchvision
+  that matches torch), its self-contained `timm/data/mixup.py` is loaded."""
+  try:
+    from timm.data import Mixup  # pylint: disable=g-import-not-at-top
+    return Mixup, ""
+  except ImportError as e:
+    import importlib.util  # pylint: disable=g-import-not-at-top
 
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+      raise
+    path = os.path.join(spec.submodule_search_locations[0], "data", "mixup.py")
+    mod_spec = importlib.util.spec_from_file_location("_timm_mixup", path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module.Mixup, f"; timm/data/mixup.py loaded alone ({e.name} absent)"
+
+
+def timm_peers(images, labels, num_classes) -> list[Peer]:
+  Mixup, how = _timm_mixup_class()
   torch, x, y = _torch_inputs(images, labels)
   peers = []
   for mode in ("batch", "elem"):
@@ -43,7 +61,7 @@ def timm_peers(images, labels, num_classes) -> list[Peer]:
 
     note = "eager torch, in place" + (
         ", Python loop over the batch" if mode == "elem" else ""
-    )
+    ) + how
     peers.append((f"timm Mixup (cutmix)", mode, call, note))
   return peers
 
