@@ -26,8 +26,12 @@ class Checkpointer:
   def __init__(self, directory: str, max_to_keep: int = 2):
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
+    # A single-item handler, stated up front: otherwise orbax infers the
+    # item layout from the newest step folder, and a broken one would make
+    # every step unreadable.
     self._manager = ocp.CheckpointManager(
-        os.path.abspath(directory), options=options)
+        os.path.abspath(directory), options=options,
+        item_handlers=ocp.StandardCheckpointHandler())
 
   def save(self, step: int, state: Any) -> None:
     """Starts an asynchronous save; training continues meanwhile."""

@@ -34,7 +34,7 @@ class TrainError(RuntimeError):
   """A run that cannot start or continue, with a message for the user."""
 
 
-class _Parallel:
+class Parallel:
   """Placement of state and batches for `--parallel jit` or `pmap`."""
 
   def __init__(self, kind: str):
@@ -82,6 +82,59 @@ class _Parallel:
                      donate_argnums=0)
     evaluate = jax.pmap(eval_step, axis_name=PMAP_AXIS)
     return train, evaluate
+
+
+@dataclasses.dataclass
+class Trainer:
+  """What a run needs besides data: the compiled steps and initial state.
+
+  Attributes:
+    graphdef: the model's static graph.
+    state: the initial state on the host (one copy).
+    train_step: `(state, images, labels, root_key) -> (state, metrics)`,
+      jitted or pmapped, with the state donated.
+    eval_step: `(state, images, labels, mask) -> sums`, likewise.
+    augment_fn: `(key, images, labels) -> (images, targets)` as used inside
+      `train_step`.
+    schedule: the learning-rate schedule.
+  """
+
+  graphdef: Any
+  state: Any
+  train_step: Any
+  eval_step: Any
+  augment_fn: Any
+  schedule: Any
+
+
+def build(
+    cfg: Config,
+    par: Parallel,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    mean: np.ndarray,
+    std: np.ndarray,
+    steps_per_epoch: int,
+    total_steps: int,
+) -> Trainer:
+  """Creates the model, optimiser and steps for a resolved `cfg`."""
+  height, width, channels = image_shape
+  axis_name = PMAP_AXIS if cfg.parallel == "pmap" else None
+  model = models.create_model(
+      cfg.model, num_classes, in_channels=channels,
+      image_size=min(height, width), width=cfg.width, axis_name=axis_name,
+      seed=cfg.seed)
+  tx, schedule = steps.make_optimizer(cfg, steps_per_epoch, total_steps)
+  graphdef, state = steps.init_state(model, tx)
+  # Under jit, pair inside each device's block of the sharded batch; under
+  # pmap each device already holds only its own block.
+  augment_fn = functools.partial(
+      steps.augment, cfg=cfg, num_classes=num_classes, mean=mean, std=std,
+      groups=par.n if axis_name is None else 1, axis_name=axis_name)
+  train_step, eval_step = par.compile(
+      steps.make_train_step(graphdef, tx, augment_fn, axis_name),
+      steps.make_eval_step(graphdef, mean, std, axis_name))
+  return Trainer(graphdef, state, train_step, eval_step, augment_fn, schedule)
 
 
 def _check_workdir_config(workdir: str, cfg: Config) -> None:
@@ -147,9 +200,9 @@ def train_and_evaluate(
     host (one copy).
   """
   ds = data.load(cfg.dataset, cfg.data_dir)
-  height, width, channels = ds.image_shape
+  height, width, _ = ds.image_shape
   cfg = cfg.resolved(cfg.dataset, min(height, width))
-  par = _Parallel(cfg.parallel)
+  par = Parallel(cfg.parallel)
   for name in ("batch_size", "eval_batch_size"):
     if getattr(cfg, name) % par.n:
       raise TrainError(
@@ -164,13 +217,9 @@ def train_and_evaluate(
   workdir = cfg.default_workdir()
   _check_workdir_config(workdir, cfg)
 
-  axis_name = PMAP_AXIS if cfg.parallel == "pmap" else None
-  model = models.create_model(
-      cfg.model, ds.num_classes, in_channels=channels,
-      image_size=min(height, width), width=cfg.width, axis_name=axis_name,
-      seed=cfg.seed)
-  tx, schedule = steps.make_optimizer(cfg, steps_per_epoch, total_steps)
-  graphdef, state = steps.init_state(model, tx)
+  t = build(cfg, par, ds.num_classes, ds.image_shape, ds.mean, ds.std,
+            steps_per_epoch, total_steps)
+  state = t.state
 
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"))
   sharding = par.replicated if cfg.parallel == "jit" else jax.devices()[0]
@@ -185,20 +234,13 @@ def train_and_evaluate(
   state = par.put_state(state)
   metrics_log = _Metrics(os.path.join(workdir, "metrics.jsonl"), start_step)
 
-  augment_fn = functools.partial(
-      steps.augment, cfg=cfg, num_classes=ds.num_classes, mean=ds.mean,
-      std=ds.std, groups=par.n if axis_name is None else 1,
-      axis_name=axis_name)
-  train_step, eval_step = par.compile(
-      steps.make_train_step(graphdef, tx, augment_fn, axis_name),
-      steps.make_eval_step(graphdef, ds.mean, ds.std, axis_name))
   root_key = jax.random.key(cfg.seed)
 
   if start_step == 0:
     # Step 0's batch and key, augmented as the jit step does (under pmap each
     # device draws its own boxes, so the picture is representative only).
     x0, y0 = next(data.train_batches(ds, cfg.batch_size, cfg.seed, 0, 1))
-    grid_fn = functools.partial(augment_fn, groups=par.n, axis_name=None)
+    grid_fn = functools.partial(t.augment_fn, groups=par.n, axis_name=None)
     images, targets = jax.jit(grid_fn)(jax.random.fold_in(root_key, 0), x0, y0)
     plots.save_batch_grid(
         np.asarray(images) * ds.std + ds.mean, np.asarray(targets),
@@ -208,7 +250,7 @@ def train_and_evaluate(
     sums = {"loss": 0.0, "correct": 0, "count": 0}
     batches = data.eval_batches(ds.x_test, ds.y_test, cfg.eval_batch_size)
     for x, y, mask in data.prefetch(batches, par.put_batch):
-      out = par.unreplicate(eval_step(state, x, y, mask))
+      out = par.unreplicate(t.eval_step(state, x, y, mask))
       sums = jax.tree.map(lambda a, b: a + b, sums, out)
     sums = jax.device_get(sums)
     assert int(sums["count"]) == len(ds.x_test)
@@ -225,7 +267,7 @@ def train_and_evaluate(
   record = None
   try:
     for step, (x, y) in enumerate(batches, start=start_step + 1):
-      state, out = train_step(state, x, y, root_key)
+      state, out = t.train_step(state, x, y, root_key)
       epoch_losses.append(par.unreplicate(out["loss"]))
       if step % cfg.log_every == 0 or step == last_step:
         loss = float(epoch_losses[-1])
@@ -241,7 +283,7 @@ def train_and_evaluate(
         test_loss, test_acc = evaluate(state)
         record = dict(epoch=step // steps_per_epoch, step=step,
                       train_loss=train_loss, test_loss=test_loss,
-                      test_accuracy=test_acc, lr=float(schedule(step)))
+                      test_accuracy=test_acc, lr=float(t.schedule(step)))
         metrics_log.append(record)
         bar.write(f"epoch {record['epoch']:3d}  train loss {train_loss:.4f}  "
                   f"test loss {test_loss:.4f}  test accuracy {test_acc:.4f}")

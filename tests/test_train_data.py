@@ -1,0 +1,170 @@
+"""Dataset loaders (on fixtures the tests write) and the batch pipeline."""
+
+import os
+import pickle
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from train import data
+
+CIFAR_ZIP = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
+                         "data", "cifar10-jpg.zip")
+
+
+def _write_cifar10(root, n=4):
+  """A tiny cifar-10-batches-py folder: 5 train batches and a test batch."""
+  folder = os.path.join(root, "cifar-10-batches-py")
+  os.makedirs(folder)
+  rng = np.random.default_rng(0)
+  for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+    batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+             b"labels": list(rng.integers(0, 10, n))}
+    with open(os.path.join(folder, name), "wb") as f:
+      pickle.dump(batch, f)
+  with open(os.path.join(folder, "batches.meta"), "wb") as f:
+    pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, f)
+  return folder
+
+
+def test_cifar10_folder_and_tarball(tmp_path):
+  folder = _write_cifar10(str(tmp_path))
+  with open(os.path.join(folder, "data_batch_1"), "rb") as f:
+    first = pickle.load(f, encoding="bytes")
+  tarball = tmp_path / "cifar-10-python.tar.gz"
+  with tarfile.open(tarball, "w:gz") as tar:
+    tar.add(folder, arcname="cifar-10-batches-py")
+  for path in (folder, str(tmp_path), str(tarball)):
+    ds = data.load("cifar10", path)
+    assert ds.x_train.shape == (20, 32, 32, 3) and ds.x_test.shape[0] == 4
+    assert ds.class_names[3] == "c3"
+    # CHW rows of the pickle become HWC images.
+    np.testing.assert_array_equal(
+        ds.x_train[0], first[b"data"][0].reshape(3, 32, 32).transpose(1, 2, 0))
+    np.testing.assert_array_equal(ds.y_train[:4], first[b"labels"])
+
+
+def test_cifar100_folder(tmp_path):
+  folder = tmp_path / "cifar-100-python"
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for name, n in (("train", 6), ("test", 3)):
+    with open(folder / name, "wb") as f:
+      pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                   b"fine_labels": list(range(n)),
+                   b"coarse_labels": [0] * n}, f)
+  with open(folder / "meta", "wb") as f:
+    pickle.dump({b"fine_label_names": [f"f{i}".encode() for i in range(100)]},
+                f)
+  ds = data.load("cifar100", str(folder))
+  assert ds.num_classes == 100 and ds.x_train.shape == (6, 32, 32, 3)
+  assert list(ds.y_test) == [0, 1, 2]
+
+
+def test_npz(tmp_path):
+  path = tmp_path / "d.npz"
+  rng = np.random.default_rng(0)
+  np.savez(path, x_train=rng.random((10, 6, 6)), y_train=np.arange(10) % 3,
+           x_test=rng.random((4, 6, 6)), y_test=np.arange(4) % 3)
+  ds = data.load("npz", str(path))
+  assert ds.image_shape == (6, 6, 1) and ds.num_classes == 3
+  assert ds.mean.shape == (1,) and ds.std[0] > 0
+
+
+def test_digits_fixed_split():
+  ds = data.load("digits")
+  assert ds.x_train.shape == (1438, 8, 8, 1) and ds.x_test.shape == (359, 8, 8, 1)
+  assert ds.x_train.dtype == np.uint8 and ds.x_train.max() == 255
+  assert np.array_equal(ds.y_test, data.load("digits").y_test)
+  assert np.bincount(ds.y_test).min() >= 35  # stratified
+
+
+@pytest.mark.skipif(not os.path.exists(CIFAR_ZIP),
+                    reason=f"real CIFAR-10 JPEG zip not found at {CIFAR_ZIP}")
+def test_imagefolder_from_the_real_cifar10_jpegs(tmp_path):
+  with zipfile.ZipFile(CIFAR_ZIP) as z:
+    per_class = {}
+    for name in z.namelist():
+      parts = name.split("/")  # cifar10/<split>/<class>/NNNN.jpg
+      if len(parts) == 4 and parts[3].endswith(".jpg"):
+        key = (parts[1], parts[2])
+        if per_class.setdefault(key, 0) < 2:
+          per_class[key] += 1
+          z.extract(name, tmp_path)
+  ds = data.load("imagefolder", str(tmp_path / "cifar10"))
+  assert ds.num_classes == 10 and "airplane" in ds.class_names
+  assert ds.x_train.shape == (20, 32, 32, 3) and ds.x_test.shape == (20, 32, 32, 3)
+  assert ds.x_train.dtype == np.uint8
+  assert sorted(np.bincount(ds.y_train)) == [2] * 10
+
+
+def _png(path, size):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  Image.fromarray(np.zeros(size + (3,), np.uint8)).save(path)
+
+
+def test_missing_path_names_the_expected_layout(tmp_path):
+  for name in ("cifar10", "imagefolder", "npz"):
+    with pytest.raises(data.DataError, match="does not exist.*expects"):
+      data.load(name, str(tmp_path / "nope"))
+
+
+def test_wrong_layout_errors(tmp_path):
+  (tmp_path / "images").mkdir()
+  with pytest.raises(data.DataError, match=r"no train/ and test/.*expects"):
+    data.load("imagefolder", str(tmp_path / "images"))
+  with pytest.raises(data.DataError, match=r"data_batch_1.*expects"):
+    data.load("cifar10", str(tmp_path / "images"))
+  np.savez(tmp_path / "bad.npz", x_train=np.zeros((2, 4, 4)))
+  with pytest.raises(data.DataError, match=r"no array 'y_train'.*expects"):
+    data.load("npz", str(tmp_path / "bad.npz"))
+  (tmp_path / "junk.tar.gz").write_bytes(b"not a tarball")
+  with pytest.raises(data.DataError, match="(?s)could not read.*expected"):
+    data.load("cifar10", str(tmp_path / "junk.tar.gz"))
+
+
+def test_mismatched_image_sizes_error(tmp_path):
+  _png(str(tmp_path / "train/a/1.png"), (8, 8))
+  _png(str(tmp_path / "train/a/2.png"), (8, 9))
+  _png(str(tmp_path / "test/a/1.png"), (8, 8))
+  with pytest.raises(data.DataError, match=r"2.png is 9x8 .* one size"):
+    data.load("imagefolder", str(tmp_path))
+  os.remove(tmp_path / "train/a/2.png")
+  _png(str(tmp_path / "val/a/1.png"), (8, 8))  # test/ is preferred to val/
+  os.remove(tmp_path / "test/a/1.png")
+  _png(str(tmp_path / "test/a/1.png"), (6, 6))
+  with pytest.raises(data.DataError, match="one size"):
+    data.load("imagefolder", str(tmp_path))
+
+
+def _toy(n_train=10):
+  x = np.arange(n_train, dtype=np.uint8).reshape(n_train, 1, 1, 1)
+  return data.Dataset(x, np.arange(n_train), x[:3], np.arange(3), ["a"] * 10)
+
+
+def test_train_batches_shuffle_per_epoch_drop_remainder_and_resume():
+  ds = _toy()
+  batches = list(data.train_batches(ds, 4, seed=1, start_step=0, num_steps=6))
+  assert len(batches) == 6 and all(len(y) == 4 for _, y in batches)
+  epoch0 = np.concatenate([y for _, y in batches[:2]])
+  epoch1 = np.concatenate([y for _, y in batches[2:4]])
+  assert len(set(epoch0)) == 8 and not np.array_equal(epoch0, epoch1)
+  # Starting mid-epoch replays exactly the same batches.
+  resumed = list(data.train_batches(ds, 4, seed=1, start_step=3, num_steps=6))
+  for (_, a), (_, b) in zip(batches[3:], resumed):
+    np.testing.assert_array_equal(a, b)
+  other_seed = list(data.train_batches(ds, 4, seed=2, start_step=0,
+                                       num_steps=1))
+  assert not np.array_equal(other_seed[0][1], batches[0][1])
+
+
+def test_eval_batches_cover_every_sample_once():
+  x = np.arange(10).reshape(10, 1, 1, 1)
+  batches = list(data.eval_batches(x, np.arange(10), 4))
+  assert [len(m) for _, _, m in batches] == [4, 4, 4]
+  seen = np.concatenate([y[m] for _, y, m in batches])
+  np.testing.assert_array_equal(seen, np.arange(10))
+  assert batches[-1][2].tolist() == [True, True, False, False]

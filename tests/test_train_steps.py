@@ -1,0 +1,175 @@
+"""One-step smoke tests of the trainer's steps on 8 simulated CPU devices."""
+
+import dataclasses
+import re
+
+import jax
+import numpy as np
+import pytest
+
+from train import config
+from train import models
+from train import steps
+from train import train
+
+NUM_CLASSES = 10
+# 12x12: no parameter has a 12 in its shape, so any collective that carries
+# image-sized data shows up as "12,12" in the HLO.
+IMAGE_SHAPE = (12, 12, 3)
+BATCH = 16
+
+
+def _trainer(parallel="jit", **overrides):
+  # No warmup: the warmup starts at a learning rate of 0.
+  cfg = dataclasses.replace(
+      config.Config(model="tiny", parallel=parallel, warmup_epochs=0),
+      **overrides).resolved("fake", IMAGE_SHAPE[0])
+  par = train.Parallel(parallel)
+  mean = np.full(3, 100.0, np.float32)
+  std = np.full(3, 50.0, np.float32)
+  t = train.build(cfg, par, NUM_CLASSES, IMAGE_SHAPE, mean, std, 10, 100)
+  return cfg, par, t
+
+
+def _batch(seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.integers(0, 256, (BATCH,) + IMAGE_SHAPE).astype(np.uint8)
+  y = rng.integers(0, NUM_CLASSES, BATCH).astype(np.int32)
+  return x, y
+
+
+def _one_step(parallel="jit", **overrides):
+  _, par, t = _trainer(parallel, **overrides)
+  assert par.n == 8
+  x, y = _batch()
+  before = [np.array(p) for p in jax.tree.leaves(t.state["params"])]
+  state = par.put_state(t.state)
+  state, out = t.train_step(state, par.put_batch(x), par.put_batch(y),
+                            jax.random.key(0))
+  state = jax.device_get(par.unreplicate(state))
+  loss = float(par.unreplicate(out["loss"]))
+  assert np.isfinite(loss)
+  assert int(state["step"]) == 1
+  after = jax.tree.leaves(state["params"])
+  assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+  return loss
+
+
+@pytest.fixture
+def fast_compile():
+  """Skips most XLA optimisations: these tests check that a step runs, not
+  how fast, and it roughly halves their compile time."""
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", False)
+
+
+@pytest.mark.parametrize("aug", config.AUGS)
+def test_one_step_jit_every_aug(aug, fast_compile):
+  _one_step("jit", aug=aug, prob=1.0, label_smoothing=0.1, grad_clip=1.0)
+
+
+@pytest.mark.parametrize("aug", ["mix", "cutout"])
+def test_one_step_pmap(aug, fast_compile):
+  _one_step("pmap", aug=aug, prob=1.0, mode="elem", schedule="step")
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet18", "resnet50"])
+def test_models_take_a_step(name, fast_compile):
+  # One per family (CIFAR BasicBlock, ImageNet BasicBlock, Bottleneck), at a
+  # tiny width: what matters is that each builds and trains.
+  _one_step("jit", model=name, width=2, aug="cutmix")
+
+
+@pytest.mark.parametrize("name", ["resnet32", "resnet56", "resnet34"])
+def test_deeper_models_trace_a_step(name):
+  # These differ from the ones above only in blocks per stage; tracing their
+  # full train step (shapes, sharding, optimiser) without compiling it
+  # keeps the suite fast.
+  _, par, t = _trainer("jit", model=name, width=2)
+  x, y = _batch()
+  state, out = jax.eval_shape(t.train_step, t.state, x, y, jax.random.key(0))
+  assert out["loss"].shape == ()
+  assert jax.tree.map(lambda a: a.shape, state["params"]) == jax.tree.map(
+      np.shape, t.state["params"])
+
+
+def test_batchnorm_train_and_eval_modes_differ():
+  model = models.create_model("tiny", 3, in_channels=1, image_size=8)
+  x = np.random.default_rng(0).normal(3.0, 2.0, (4, 8, 8, 1)).astype(np.float32)
+  train_out = model(x, train=True)
+  # Train mode updated the running statistics...
+  assert np.abs(model.stem_bn.mean[...]).max() > 0
+  # ...and eval mode uses them instead of the batch's, so outputs differ.
+  assert not np.allclose(train_out, model(x, train=False))
+
+
+def test_imagenet_models_pick_their_stem_by_image_size():
+  assert models.create_model("resnet18", 2, in_channels=3, image_size=32,
+                             width=2).small_inputs
+  big = models.create_model("resnet18", 2, in_channels=3, image_size=96,
+                            width=2)
+  assert not big.small_inputs
+  assert big(np.zeros((1, 96, 96, 3), np.float32), train=False).shape == (1, 2)
+
+
+def test_jit_step_moves_no_images_between_devices():
+  cfg, par, t = _trainer("jit", aug="mix", mode="elem", prob=1.0)
+  x, y = _batch()
+  state = par.put_state(t.state)
+  hlo = t.train_step.lower(state, par.put_batch(x), par.put_batch(y),
+                           jax.random.key(0)).compile().as_text()
+  for op in ("all-gather", "all-to-all", "collective-permute"):
+    assert f" {op}(" not in hlo and f" {op}-start(" not in hlo, op
+  all_reduces = [line for line in hlo.splitlines() if " all-reduce" in line]
+  assert all_reduces  # the gradient (and BatchNorm statistics) mean
+  per_device = BATCH // par.n
+  for line in all_reduces:
+    assert "12,12" not in line and f"[{per_device},12" not in line, line
+
+
+def test_pmap_devices_draw_different_boxes():
+  _, _, t = _trainer("pmap", aug="cutmix", mode="batch", prob=1.0,
+                     crop_pad=0)
+  x = np.zeros((8, 2) + IMAGE_SHAPE, np.float32)
+  x[:, 1] = 255.0  # each device: a black and a white image, swapped by CutMix
+  y = np.tile(np.array([0, 1], np.int32), (8, 1))
+  images, targets = jax.pmap(t.augment_fn, axis_name=train.PMAP_AXIS,
+                             in_axes=(None, 0, 0))(jax.random.key(1), x, y)
+  lams = np.asarray(targets)[:, 0, 0]
+  assert len(np.unique(lams)) > 1, lams
+  # Pairs stay on their device: the white pixels of each device's first
+  # image are exactly the box taken from its own partner.
+  white = (np.asarray(images)[:, 0] > 0).mean(axis=(1, 2, 3))
+  np.testing.assert_allclose(white, 1 - lams, atol=1e-6)
+
+
+def test_random_crop_flip_is_a_crop_of_the_padded_image():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(6, 5, 7, 2)).astype(np.float32)
+  pad = 2
+  out = np.asarray(steps.random_crop_flip(jax.random.key(3), x, pad, True))
+  padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  for i in range(len(x)):
+    candidates = [
+        np.array_equal(out[i], src[dy:dy + 5, dx:dx + 7])
+        for src in (padded[i], padded[i][:, ::-1])
+        for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+    ]
+    assert any(candidates), i
+  identity = steps.random_crop_flip(jax.random.key(0), x, 0, False)
+  np.testing.assert_array_equal(identity, x)
+
+
+def test_weight_decay_skips_batchnorm_and_biases():
+  model = models.create_model("tiny", 3, in_channels=1, image_size=8)
+  cfg = config.Config()
+  tx, _ = steps.make_optimizer(cfg, 10, 100)
+  _, state = steps.init_state(model, tx)
+  mask = steps.decay_mask(state["params"])
+  flat = {"/".join(str(getattr(k, "key", k)) for k in path): v
+          for path, v in jax.tree_util.tree_leaves_with_path(mask)}
+  assert flat["stem_conv/kernel"] and flat["head/kernel"]
+  assert not flat["head/bias"]
+  assert not flat["stem_bn/scale"] and not flat["stem_bn/bias"]
+  assert not any(v for k, v in flat.items() if re.search(r"bn\d?/", k))
