@@ -173,7 +173,7 @@ def apply_params(
   else:
     in_box = _in_box(params.box, view.shape, view_h_axis, col_scale)
     if method == "cutout":
-      fill = _fill_row(jnp.asarray(fill_value), x, h_axis, view)
+      fill = _fill_row(jnp.asarray(fill_value), x, h_axis, folded=view is not x)
       out = jnp.where(in_box, fill, view)
     else:
       partner = partner_rows(params, view)
@@ -184,7 +184,7 @@ def apply_params(
   return sharding.reshape(out, x.shape) if out.shape != x.shape else out
 
 
-def _fill_row(fill, x, h_axis, view):
+def _fill_row(fill, x, h_axis, *, folded):
   """Cutout's fill broadcast to the trailing part of one row of the view."""
   trailing_shape = tuple(x.shape[h_axis + 2 :])
   try:
@@ -198,9 +198,7 @@ def _fill_row(fill, x, h_axis, view):
     )
   width = x.shape[h_axis + 1]
   fill = jnp.broadcast_to(fill, (width,) + trailing_shape).astype(x.dtype)
-  if view.ndim == x.ndim:  # not folded: trailing axes kept as they are
-    return fill
-  return fill.reshape(view.shape[-1])
+  return fill.reshape(-1) if folded else fill
 
 
 def mix_labels(

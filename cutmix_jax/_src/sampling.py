@@ -20,10 +20,10 @@ from cutmix_jax._src import validation
 ArrayLike = jax.typing.ArrayLike
 AxisName = Union[str, Sequence[str], None]
 
-# Marsaglia-Tsang accepts a proposal with probability >= 0.95 for the shapes
-# used here (d >= 2/3), so 4 proposals per variate leave about 1 in 10^5
-# variates to the exact fallback loop, which therefore almost never iterates.
-_GAMMA_PROPOSALS = 4
+# Jöhnk's method accepts a proposal with probability >= pi / 4 for α <= 1/2,
+# so 8 proposals per variate leave about 1 in 200,000 variates to the exact
+# fallback loop, which therefore almost never iterates.
+_JOHNK_PROPOSALS = 8
 
 
 class Op(enum.IntEnum):
@@ -85,47 +85,53 @@ jax.tree_util.register_dataclass(
 # λ ~ Beta(α, α)
 
 
-def _log_gamma(key: jax.Array, a: jax.Array, shape: tuple[int, ...]):
-  """log of exact Gamma(a, 1) variates (Marsaglia & Tsang 2000).
+def _beta_ulrich(key: jax.Array, a: jax.Array, shape: tuple[int, ...]):
+  """Exact Beta(a, a) for a > 1/2 without rejection (Ulrich 1984).
 
-  Vectorised: a fixed number of proposals is drawn for every variate at once
-  and the first accepted one is taken; the rare variates that reject them all
-  are redrawn by a loop, so the result is exact, not truncated. Shapes a < 1
-  use the boost Gamma(a) = Gamma(a + 1) * U^(1/a), in log space so that tiny
-  `a` does not underflow.
+  X = 1/2 + 1/2 * sqrt(1 - U^(2 / (2a - 1))) * cos(2 pi V); see Devroye,
+  Non-Uniform Random Variate Generation (1986), section IX.4.
   """
-  boost = a < 1
-  d = jnp.where(boost, a + 1, a) - 1.0 / 3.0
-  c = lax.rsqrt(9.0 * d)
-  log_d = jnp.log(d)
-  key_proposals, key_boost = jax.random.split(key)
+  u, v = jax.random.uniform(key, (2,) + shape)
+  one_minus_power = -jnp.expm1(jnp.log(u) * (2.0 / (2.0 * a - 1.0)))
+  return 0.5 + 0.5 * jnp.sqrt(one_minus_power) * jnp.cos(2.0 * jnp.pi * v)
+
+
+def _beta_johnk(key: jax.Array, a: jax.Array, shape: tuple[int, ...]):
+  """Exact Beta(a, a) for a <= 1/2 by Jöhnk's rejection method (1964).
+
+  X = U^(1/a), Y = V^(1/a), accepted when X + Y <= 1, gives X / (X + Y). It
+  runs in log space so that tiny `a` does not underflow. All proposals are
+  drawn at once and the first accepted is taken; variates that reject them
+  all are redrawn by a loop, so the draw is exact, not truncated.
+  """
 
   def propose(k, prop_shape):
-    k_z, k_u = jax.random.split(k)
-    z = jax.random.normal(k_z, prop_shape)
-    u = jax.random.uniform(k_u, prop_shape)
-    v = 1.0 + c * z
-    positive = v > 0
-    v3 = jnp.where(positive, v * v * v, 1.0)
-    log_v3 = jnp.log(v3)
-    accept = positive & (jnp.log(u) < 0.5 * z * z + d - d * v3 + d * log_v3)
-    return accept, log_d + log_v3
+    log_x, log_y = jnp.log(jax.random.uniform(k, (2,) + prop_shape)) / a
+    log_sum = jnp.logaddexp(log_x, log_y)
+    # Small α puts much mass within 1e-8 of 0 and 1. Compute the smaller of
+    # λ and 1 - λ as an exp of a log-ratio (a sigmoid saturates there) and
+    # the larger as one minus it, so both tails keep float32 resolution.
+    lam = jnp.where(
+        log_x <= log_y,
+        jnp.exp(log_x - log_sum),
+        -jnp.expm1(log_y - log_sum),
+    )
+    return log_sum <= 0, lam
 
-  accept, log_x = propose(key_proposals, (_GAMMA_PROPOSALS,) + shape)
+  accept, lam = propose(key, (_JOHNK_PROPOSALS,) + shape)
   first = jnp.argmax(accept, axis=0)
-  log_x = jnp.take_along_axis(log_x, first[None], axis=0)[0]
+  lam = jnp.take_along_axis(lam, first[None], axis=0)[0]
   done = jnp.any(accept, axis=0)
 
-  def body(state):
-    i, done, log_x = state
-    acc, candidate = propose(jax.random.fold_in(key_proposals, i), shape)
-    return i + 1, done | acc, jnp.where(done, log_x, candidate)
+  def retry(state):
+    i, done, lam = state
+    acc, candidate = propose(jax.random.fold_in(key, i), shape)
+    return i + 1, done | acc, jnp.where(done, lam, candidate)
 
-  _, _, log_x = lax.while_loop(
-      lambda s: ~jnp.all(s[1]), body, (jnp.int32(1), done, log_x)
+  _, _, lam = lax.while_loop(
+      lambda s: ~jnp.all(s[1]), retry, (jnp.int32(1), done, lam)
   )
-  u = jax.random.uniform(key_boost, shape)
-  return log_x + jnp.where(boost, jnp.log1p(-u) / a, 0.0)
+  return lam
 
 
 def sample_lam(
@@ -133,9 +139,10 @@ def sample_lam(
 ) -> jax.Array:
   """Draws λ ~ Beta(α, α) exactly, cheaply enough to do per sample.
 
-  `jax.random.beta` is exact too but runs a per-variate rejection loop that
-  costs ~0.5 ms for 256 variates on a CPU; this draws all proposals at once.
-  α = 1 is Beta(1, 1) = Uniform(0, 1) and takes a single uniform draw.
+  `jax.random.beta` is exact too but draws two Gammas by a per-variate
+  rejection loop, ~0.5 ms for 256 variates on a CPU. Symmetric Beta has
+  cheaper exact methods: α = 1 is Uniform(0, 1); α > 1/2 uses Ulrich's
+  rejection-free polar method; α <= 1/2 uses Jöhnk's method, vectorised.
 
   Args:
     key: a PRNG key.
@@ -150,21 +157,20 @@ def sample_lam(
   >>> lam.shape, bool(((lam >= 0) & (lam <= 1)).all())
   ((3,), True)
   """
+  validation.check_key(key)
   validation.check_positive(alpha, "alpha")
   shape = tuple(shape)
-
-  def uniform(k):
-    return jax.random.uniform(k, shape)
-
-  def general(k):
-    a = jnp.asarray(alpha, jnp.float32)
-    log_g = _log_gamma(k, a, (2,) + shape)
-    return jax.nn.sigmoid(log_g[0] - log_g[1])  # G1 / (G1 + G2)
-
-  if validation.is_static_number(alpha):
-    return uniform(key) if float(alpha) == 1.0 else general(key)
   a = jnp.asarray(alpha, jnp.float32)
-  lam = lax.cond(a == 1.0, uniform, general, key)
+  samplers = (
+      lambda k: _beta_johnk(k, a, shape),
+      lambda k: _beta_ulrich(k, a, shape),
+      lambda k: jax.random.uniform(k, shape),
+  )
+  if validation.is_static_number(alpha):
+    which = 2 if float(alpha) == 1.0 else int(float(alpha) > 0.5)
+    return samplers[which](key)
+  which = jnp.where(a == 1.0, 2, (a > 0.5).astype(jnp.int32))
+  lam = lax.switch(which, samplers, key)
   return jnp.where(a > 0, lam, jnp.nan)
 
 
@@ -448,6 +454,12 @@ def _sample(
     op = jnp.broadcast_to(op, (batch_size,))
   elif mode == "pair":
     lam, box, op = lam[pair_draw], box[pair_draw], op[pair_draw]
+  if method != "cutout":
+    # A sample paired with itself is left exactly as it is, and says so.
+    mixed = partner != jnp.arange(batch_size, dtype=jnp.int32)
+    lam = jnp.where(mixed, lam, 1.0)
+    box = jnp.where(mixed[:, None], box, 0)
+    op = jnp.where(mixed, op, Op.NONE).astype(jnp.int32)
   return MixParams(
       lam=lam,
       box=box,
@@ -588,8 +600,8 @@ def sample_mixup(
     spatial size.
 
   >>> p = sample_mixup(jax.random.key(0), 3, alpha=0.2)
-  >>> p.partner.tolist(), p.op.tolist()
-  ([2, 1, 0], [1, 1, 1])
+  >>> p.partner.tolist(), p.op.tolist()  # the middle sample pairs with itself
+  ([2, 1, 0], [1, 0, 1])
   """
   batch_size, groups = _check_common(key, batch_size, mode, pairing, groups, prob)
   validation.check_positive(alpha, "alpha")
