@@ -87,7 +87,10 @@ def test_killed_run_resumes(tmp_path):
   cmd = [sys.executable, "-m", "train", "--model", "tiny", "--epochs", "1",
          "--batch-size", "16", "--ckpt-every", "5", "--no-progress",
          "--workdir", str(tmp_path)]
-  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+  # The rerun reuses the killed run's compiled step from a persistent cache.
+  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   ckpt_dir = tmp_path / "checkpoints"
   proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)

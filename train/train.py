@@ -49,11 +49,13 @@ class Parallel:
     self.replicated = NamedSharding(self.mesh, P())
 
   def put_batch(self, x: np.ndarray) -> jax.Array:
+    """Splits a global host batch over the devices (asynchronously)."""
     if self.kind == "pmap":
       x = x.reshape((self.n, -1) + x.shape[1:])
     return jax.device_put(x, self.data)
 
   def put_state(self, state):
+    """Replicates a host state: one sharded copy (jit) or one per device."""
     if self.kind == "jit":
       return jax.device_put(state, self.replicated)
     stack = lambda x: np.broadcast_to(x, (self.n,) + np.shape(x))
