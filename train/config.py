@@ -134,8 +134,8 @@ _HELP = {
     "mixup_alpha": "MixUp alpha for --aug mix",
     "switch_prob": "chance of CutMix rather than MixUp for --aug mix",
     "cutout_size": "Cutout box side in pixels (default: half the image side)",
-    "crop_pad": "zero padding for the random crop (default: image side / 8, "
-                "so 4 on CIFAR)",
+    "crop_pad": "padding (with the mean colour) for the random crop "
+                "(default: image side / 8, so 4 on CIFAR)",
     "flip": "random horizontal flips (default: on, except on digits)",
     "parallel": "jit: jax.jit over a device mesh, batch sharded on 'data'; "
                 "pmap: the legacy jax.pmap path",
@@ -150,6 +150,15 @@ _HELP = {
 }
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+  """Shows defaults, except where the help already explains them."""
+
+  def _get_help_string(self, action):
+    if "default:" in (action.help or ""):
+      return action.help
+    return super()._get_help_string(action)
+
+
 def _positive_or_none(text):
   return None if text.lower() == "none" else int(text)
 
@@ -161,7 +170,7 @@ def make_parser() -> argparse.ArgumentParser:
       description="Train a ResNet with CutMix (cutmix_jax) on one or more "
                   "devices. With no options: digits, ResNet-20, CutMix, about "
                   "two minutes on 2 CPU cores.",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+      formatter_class=_HelpFormatter,
   )
   choices = {"dataset": DATASETS, "model": tuple(models.MODELS), "aug": AUGS,
              "mode": MODES, "schedule": SCHEDULES, "parallel": PARALLEL}
