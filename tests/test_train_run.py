@@ -82,6 +82,17 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, fast_compile):
     train.train_and_evaluate(cfg)
 
 
+def test_pmap_run_checkpoints_and_resumes(tmp_path, fast_compile):
+  cfg = config.Config(workdir=str(tmp_path), model="tiny", epochs=1,
+                      batch_size=64, parallel="pmap", progress=False)
+  assert train.train_and_evaluate(cfg, stop_after=9)["step"] == 9
+  result = train.train_and_evaluate(cfg)
+  assert result["step"] == 1438 // 64
+  assert 0 <= result["test_accuracy"] <= 1
+  # The saved state is one copy, not one per device.
+  assert result["state"]["params"]["head"]["bias"].shape == (10,)
+
+
 def test_killed_run_resumes(tmp_path):
   steps_per_epoch = 1438 // 16
   cmd = [sys.executable, "-m", "train", "--model", "tiny", "--epochs", "1",
@@ -98,7 +109,7 @@ def test_killed_run_resumes(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (
         ckpt_dir.exists() and any(p.isdigit() for p in os.listdir(ckpt_dir))):
-      time.sleep(0.2)
+      time.sleep(0.05)
   finally:
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -224,7 +224,8 @@ def train_and_evaluate(
   state = t.state
 
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"))
-  sharding = par.replicated if cfg.parallel == "jit" else jax.devices()[0]
+  sharding = (par.replicated if cfg.parallel == "jit"
+              else jax.sharding.SingleDeviceSharding(jax.devices()[0]))
   target = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
       state)
