@@ -97,11 +97,18 @@ def _per_sample(values: jax.Array, ndim: int) -> jax.Array:
 
 
 def _blend(x, partner, lam):
-  """`lam * x + (1 - lam) * partner`, computed in float32 (or wider)."""
+  """`lam * x + (1 - lam) * partner`, computed in float32 (or wider).
+
+  Written with a single multiply, `partner + lam * (x - partner)`: XLA's CPU
+  backend contracts a multiply-add into an FMA, and with two products which
+  one it contracts depends on the fusion, so a sharded and an unsharded
+  compilation would differ in the last bit.
+  """
   dtype = x.dtype
   compute = jnp.promote_types(dtype, jnp.float32)
   w = _per_sample(lam.astype(compute), x.ndim)
-  out = w * x.astype(compute) + (1 - w) * partner.astype(compute)
+  partner = partner.astype(compute)
+  out = partner + w * (x.astype(compute) - partner)
   if jnp.issubdtype(dtype, jnp.integer):
     info = jnp.iinfo(dtype)
     out = jnp.clip(jnp.round(out), info.min, info.max)
@@ -233,4 +240,7 @@ def mix_labels(
   _check_params(params, labels.shape[0], "labels")
   targets = labels_lib.as_targets(labels, num_classes, label_smoothing)
   lam = params.lam.astype(targets.dtype)[:, None]
-  return lam * targets + (1 - lam) * partner_rows(params, targets)
+  partner = partner_rows(params, targets)
+  # One multiply, as in `_blend`, so every compilation rounds alike; unmixed
+  # rows are kept exactly.
+  return jnp.where(lam == 1, targets, partner + lam * (targets - partner))

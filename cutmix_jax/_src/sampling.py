@@ -230,8 +230,14 @@ def box_area(box: ArrayLike) -> jax.Array:
 
 
 def lam_from_box(box: ArrayLike, height: int, width: int) -> jax.Array:
-  """The own-label weight `1 - area / (height * width)` for pasted boxes."""
-  return 1.0 - box_area(box).astype(jnp.float32) / jnp.float32(height * width)
+  """The own-label weight: the fraction of pixels outside the pasted boxes.
+
+  Computed as `kept_pixels * float32(1 / (height * width))`: XLA rewrites a
+  division by a constant into this product under `jit` but not in eager
+  mode, so writing the product keeps eager, `jit` and `vmap` bit-identical.
+  """
+  kept = height * width - box_area(box)
+  return kept.astype(jnp.float32) * jnp.float32(1.0 / (height * width))
 
 
 def sample_box(
