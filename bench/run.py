@@ -319,6 +319,31 @@ def table_lines(rows: list[dict], markdown: bool) -> list[str]:
   return [fmt(heads), fmt(["-" * w for w in widths])] + [fmt(c) for c in cells]
 
 
+def summary_lines(rows: list[dict]) -> list[str]:
+  """A pivot for the README: `x copy` per op/mode (rows) and case (columns)."""
+  cases, table = [], {}
+  for r in rows:
+    if r["section"] not in ("op", "reference", "peer", "draw"):
+      continue
+    if r.get("ratio") is None:
+      continue
+    case = f"{r['shape']} {r['dtype']}" if r["section"] != "draw" else (
+        f"{r['shape']} params")
+    label = (r["name"] if r["section"] == "op" else
+             f"{r['name']} ({r['section']})")
+    if case not in cases:
+      cases.append(case)
+    table.setdefault((label, r["mode"]), {})[case] = r["ratio"]
+  if not table:
+    return []
+  lines = ["| what | mode | " + " | ".join(cases) + " |",
+           "|---|---|" + "|".join("---" for _ in cases) + "|"]
+  for (label, mode), vals in table.items():
+    cells = [f"{vals[c]:.2f}" if c in vals else "" for c in cases]
+    lines.append(f"| {label} | {mode} | " + " | ".join(cells) + " |")
+  return lines
+
+
 def write_outputs(out_dir: pathlib.Path, report: dict) -> None:
   out_dir.mkdir(parents=True, exist_ok=True)
   (out_dir / "results.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -343,6 +368,10 @@ def write_outputs(out_dir: pathlib.Path, report: dict) -> None:
       "train step with `--aug none`.",
       "",
   ]
+  summary = summary_lines(report["rows"])
+  if summary:
+    md += ["## Time / copy time (median of per-repetition ratios)", ""]
+    md += summary + ["", "## All rows", ""]
   md += table_lines(report["rows"], markdown=True)
   if report["skipped"]:
     md += ["", "Skipped:", ""] + [f"- {s}" for s in report["skipped"]]
