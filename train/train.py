@@ -294,6 +294,8 @@ def train_and_evaluate(
       if step % cfg.ckpt_every == 0 or step == last_step:
         # Never checkpoint a diverged state.
         _check_finite(float(par.unreplicate(out["loss"])), step, last_saved)
+        # Orbax copies the arrays to the host before returning, so the next
+        # step may donate their buffers while the files are written.
         ckpt.save(step, par.unreplicate(state))
         last_saved = step
   finally:
