@@ -13,6 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 from jax import lax
+import numpy as np
 
 from cutmix_jax._src import labels as labels_lib
 from cutmix_jax._src import sharding
@@ -81,19 +82,50 @@ def _spatial_view(x: jax.Array, h_axis: int):
 
 
 def _in_box(box: jax.Array, shape, h_axis: int, col_scale: int) -> jax.Array:
-  """Bool mask, True inside each sample's box, from iotas vs the bounds."""
-  rows = lax.broadcasted_iota(jnp.int32, shape, h_axis)
-  cols = lax.broadcasted_iota(jnp.int32, shape, h_axis + 1)
-  bounds = box.reshape((box.shape[0],) + (1,) * (len(shape) - 1) + (4,))
+  """Bool mask, True inside each sample's box, from iotas vs the bounds.
+
+  The row test is made on a `[batch, .., height, 1]` iota and the column test
+  on a `[batch, .., 1, width]` one; only their AND is broadcast to the full
+  shape, inside the fused select. Comparing full-size iotas instead cost
+  four compares per pixel, which showed on uint8 (1.5x a copy vs 1.3x).
+  """
+  ndim = len(shape)
+  row_shape = [1] * ndim
+  row_shape[0], row_shape[h_axis] = shape[0], shape[h_axis]
+  col_shape = [1] * ndim
+  col_shape[0], col_shape[h_axis + 1] = shape[0], shape[h_axis + 1]
+  rows = lax.broadcasted_iota(jnp.int32, row_shape, h_axis)
+  cols = lax.broadcasted_iota(jnp.int32, col_shape, h_axis + 1)
+  bounds = box.reshape((box.shape[0],) + (1,) * (ndim - 1) + (4,))
   top, left, bottom, right = (bounds[..., i] for i in range(4))
-  return (
-      (rows >= top) & (rows < bottom)
-      & (cols >= left * col_scale) & (cols < right * col_scale)
-  )
+  in_rows = (rows >= top) & (rows < bottom)
+  in_cols = (cols >= left * col_scale) & (cols < right * col_scale)
+  return in_rows & in_cols
 
 
 def _per_sample(values: jax.Array, ndim: int) -> jax.Array:
   return values.reshape((-1,) + (1,) * (ndim - 1))
+
+
+# 1.5 * 2**23: adding it to a float32 of magnitude below 2**22 leaves the
+# value rounded to the nearest integer, ties to even (IEEE round-to-nearest),
+# in the low mantissa bits.
+_ROUNDER = np.float32(1.5 * 2**23)
+
+
+def _round_to_small_int(value: jax.Array, dtype) -> jax.Array:
+  """round-half-even of float32 `value` into an integer dtype of <= 16 bits.
+
+  Equal to `jnp.round(value).astype(dtype)` for values in the dtype's range,
+  but two vectorised integer ops instead of a rounding call per element,
+  which made uint8 MixUp several times slower than a copy on CPUs. (A plain
+  `(value + c) - c` would be folded away by XLA's simplifier.)
+  """
+  bits = lax.bitcast_convert_type(value + _ROUNDER, jnp.uint32)
+  width = jnp.iinfo(dtype).bits
+  unsigned = jnp.dtype(f"uint{width}")
+  low = (bits & jnp.uint32(2**width - 1)).astype(unsigned)
+  return lax.bitcast_convert_type(low, dtype) if dtype != unsigned else low
 
 
 def _blend(x, partner, lam):
@@ -111,6 +143,10 @@ def _blend(x, partner, lam):
   out = partner + w * (x.astype(compute) - partner)
   if jnp.issubdtype(dtype, jnp.integer):
     info = jnp.iinfo(dtype)
+    if info.bits <= 16 and compute == jnp.float32:
+      # A convex combination stays inside [min, max]; the clip only guards
+      # the rounding trick's range.
+      return _round_to_small_int(jnp.clip(out, info.min, info.max), dtype)
     out = jnp.clip(jnp.round(out), info.min, info.max)
   return out.astype(dtype)
 
