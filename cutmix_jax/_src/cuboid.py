@@ -198,8 +198,14 @@ def apply_cuboid(
         f"(layout {layout!r}, {validation.describe(x)}) but the cuboid was "
         f"drawn for {(cuboid.length, params.height, params.width)}."
     )
-  in_box = apply._in_box(params.box, x.shape, h_axis, 1)  # pylint: disable=protected-access
-  frames = lax.broadcasted_iota(jnp.int32, x.shape, t_axis)
+  # Small factors, broadcast only inside the fused select: the box as
+  # [batch, .., height, width, ..] and the frames as [batch, .., time, ..].
+  box_shape = [x.shape[0]] + [1] * (x.ndim - 1)
+  box_shape[h_axis : h_axis + 2] = [height, width]
+  in_box = sampling.box_mask(params.box, height, width).reshape(box_shape)
+  time_shape = [x.shape[0]] + [1] * (x.ndim - 1)
+  time_shape[t_axis] = cuboid.length
+  frames = lax.broadcasted_iota(jnp.int32, time_shape, t_axis)
   time = cuboid.time.reshape((-1,) + (1,) * (x.ndim - 1) + (2,))
   inside = in_box & (frames >= time[..., 0]) & (frames < time[..., 1])
   return jnp.where(inside, apply.partner_rows(params, x), x)
