@@ -85,53 +85,96 @@ jax.tree_util.register_dataclass(
 # λ ~ Beta(α, α)
 
 
-def _beta_ulrich(key: jax.Array, a: jax.Array, shape: tuple[int, ...]):
+def _uniform01(bits: jax.Array) -> jax.Array:
+  """Uniform [0, 1) float32 from uint32 bits, as `jax.random.uniform` does."""
+  mantissa = (bits >> 9) | jnp.uint32(0x3F800000)
+  return lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
+
+
+def _beta_ulrich(u: jax.Array, v: jax.Array, a: jax.Array) -> jax.Array:
   """Exact Beta(a, a) for a > 1/2 without rejection (Ulrich 1984).
 
   X = 1/2 + 1/2 * sqrt(1 - U^(2 / (2a - 1))) * cos(2 pi V); see Devroye,
   Non-Uniform Random Variate Generation (1986), section IX.4.
   """
-  u, v = jax.random.uniform(key, (2,) + shape)
   one_minus_power = -jnp.expm1(jnp.log(u) * (2.0 / (2.0 * a - 1.0)))
   return 0.5 + 0.5 * jnp.sqrt(one_minus_power) * jnp.cos(2.0 * jnp.pi * v)
 
 
-def _beta_johnk(key: jax.Array, a: jax.Array, shape: tuple[int, ...]):
+def _johnk_proposals(u: jax.Array, a: jax.Array):
+  log_x, log_y = jnp.log(u) / a
+  log_sum = jnp.logaddexp(log_x, log_y)
+  # Small α puts much mass within 1e-8 of 0 and 1. Compute the smaller of
+  # λ and 1 - λ as an exp of a log-ratio (a sigmoid saturates there) and
+  # the larger as one minus it, so both tails keep float32 resolution.
+  lam = jnp.where(
+      log_x <= log_y,
+      jnp.exp(log_x - log_sum),
+      -jnp.expm1(log_y - log_sum),
+  )
+  return log_sum <= 0, lam
+
+
+def _beta_johnk(u: jax.Array, a: jax.Array, retry_key: jax.Array, tag: int):
   """Exact Beta(a, a) for a <= 1/2 by Jöhnk's rejection method (1964).
 
   X = U^(1/a), Y = V^(1/a), accepted when X + Y <= 1, gives X / (X + Y). It
-  runs in log space so that tiny `a` does not underflow. All proposals are
-  drawn at once and the first accepted is taken; variates that reject them
-  all are redrawn by a loop, so the draw is exact, not truncated.
+  runs in log space so that tiny `a` does not underflow. `u` holds all
+  proposals, `[2, proposals, ...]`; the first accepted is taken. Variates
+  that reject them all are redrawn by a loop keyed by `fold_in(retry_key,
+  tag)`, so the draw is exact, not truncated; the loop almost never runs, and
+  derives its keys inside its body so that not running it costs nothing.
   """
-
-  def propose(k, prop_shape):
-    log_x, log_y = jnp.log(jax.random.uniform(k, (2,) + prop_shape)) / a
-    log_sum = jnp.logaddexp(log_x, log_y)
-    # Small α puts much mass within 1e-8 of 0 and 1. Compute the smaller of
-    # λ and 1 - λ as an exp of a log-ratio (a sigmoid saturates there) and
-    # the larger as one minus it, so both tails keep float32 resolution.
-    lam = jnp.where(
-        log_x <= log_y,
-        jnp.exp(log_x - log_sum),
-        -jnp.expm1(log_y - log_sum),
-    )
-    return log_sum <= 0, lam
-
-  accept, lam = propose(key, (_JOHNK_PROPOSALS,) + shape)
+  shape = u.shape[2:]
+  accept, lam = _johnk_proposals(u, a)
   first = jnp.argmax(accept, axis=0)
   lam = jnp.take_along_axis(lam, first[None], axis=0)[0]
   done = jnp.any(accept, axis=0)
 
   def retry(state):
     i, done, lam = state
-    acc, candidate = propose(jax.random.fold_in(key, i), shape)
+    key = jax.random.fold_in(jax.random.fold_in(retry_key, tag), i)
+    acc, candidate = _johnk_proposals(jax.random.uniform(key, (2,) + shape), a)
     return i + 1, done | acc, jnp.where(done, lam, candidate)
 
   _, _, lam = lax.while_loop(
-      lambda s: ~jnp.all(s[1]), retry, (jnp.int32(1), done, lam)
+      lambda s: ~jnp.all(s[1]), retry, (jnp.int32(0), done, lam)
   )
   return lam
+
+
+def _lam_words(alpha: Any) -> int:
+  """How many uint32 words per variate `_lam_from_bits` reads for α."""
+  if validation.is_static_number(alpha):
+    if float(alpha) == 1.0:
+      return 1
+    if float(alpha) > 0.5:
+      return 2
+  return 2 * _JOHNK_PROPOSALS
+
+
+def _lam_from_bits(bits, alpha, retry_key, tag):
+  """λ ~ Beta(α, α) from `[_lam_words(alpha), ...]` random words.
+
+  α = 1 is Uniform(0, 1); α > 1/2 uses Ulrich's rejection-free polar method;
+  α <= 1/2 Jöhnk's method, vectorised. A traced α picks among them at run
+  time, so changing it does not recompile.
+  """
+  shape = bits.shape[1:]
+  a = jnp.asarray(alpha, jnp.float32)
+  samplers = (
+      lambda b: _beta_johnk(
+          _uniform01(b[: 2 * _JOHNK_PROPOSALS]).reshape(
+              (2, _JOHNK_PROPOSALS) + shape), a, retry_key, tag),
+      lambda b: _beta_ulrich(_uniform01(b[0]), _uniform01(b[1]), a),
+      lambda b: _uniform01(b[0]),
+  )
+  if validation.is_static_number(alpha):
+    which = 2 if float(alpha) == 1.0 else int(float(alpha) > 0.5)
+    return samplers[which](bits)
+  which = jnp.where(a == 1.0, 2, (a > 0.5).astype(jnp.int32))
+  lam = lax.switch(which, samplers, bits)
+  return jnp.where(a > 0, lam, jnp.nan)
 
 
 def sample_lam(
@@ -143,6 +186,7 @@ def sample_lam(
   rejection loop, ~0.5 ms for 256 variates on a CPU. Symmetric Beta has
   cheaper exact methods: α = 1 is Uniform(0, 1); α > 1/2 uses Ulrich's
   rejection-free polar method; α <= 1/2 uses Jöhnk's method, vectorised.
+  All the random words come from one PRNG call.
 
   Args:
     key: a PRNG key.
@@ -160,18 +204,8 @@ def sample_lam(
   validation.check_key(key)
   validation.check_positive(alpha, "alpha")
   shape = tuple(shape)
-  a = jnp.asarray(alpha, jnp.float32)
-  samplers = (
-      lambda k: _beta_johnk(k, a, shape),
-      lambda k: _beta_ulrich(k, a, shape),
-      lambda k: jax.random.uniform(k, shape),
-  )
-  if validation.is_static_number(alpha):
-    which = 2 if float(alpha) == 1.0 else int(float(alpha) > 0.5)
-    return samplers[which](key)
-  which = jnp.where(a == 1.0, 2, (a > 0.5).astype(jnp.int32))
-  lam = lax.switch(which, samplers, key)
-  return jnp.where(a > 0, lam, jnp.nan)
+  bits = jax.random.bits(key, (_lam_words(alpha),) + shape, jnp.uint32)
+  return _lam_from_bits(bits, alpha, key, tag=0)
 
 
 # ---------------------------------------------------------------------------
@@ -327,7 +361,9 @@ def _pairing_structure(key, batch_size, groups, pairing, mode):
   elif pairing == "roll":
     partner = offsets + (j - 1) % block
   else:
-    perm = jnp.argsort(jax.random.uniform(key, (groups, block)), axis=1)
+    perm_bits = jax.random.bits(jax.random.fold_in(key, 3), (groups, block),
+                                jnp.uint32)
+    perm = jnp.argsort(perm_bits, axis=1)
     perm = perm.astype(jnp.int32)
     if mode == "pair":
       # Pair consecutive entries of a random permutation; an odd block's last
@@ -392,38 +428,60 @@ def _sample(
     cutmix_minmax=None,
     cutout_size=None,
 ):
-  """The shared sampler behind `sample_cutmix/mixup/mix/cutout`."""
+  """The shared sampler behind `sample_cutmix/mixup/mix/cutout`.
+
+  Every random word of a draw comes from one `jax.random.bits` call, cut into
+  rows: on a CPU each PRNG call is a loop and some small kernels of its own,
+  which dominated the cost of a draw.
+  """
   key = _fold_axis(key, axis_name)
-  (k_pair, k_cut, k_mix, k_switch, k_apply, k_box) = jax.random.split(key, 6)
   partner, pair_draw, pair_draws = _pairing_structure(
-      k_pair, batch_size, groups, pairing, mode
+      key, batch_size, groups, pairing, mode
   )
   n = {"batch": 1, "elem": batch_size, "pair": pair_draws}[mode]
 
-  applied = jax.random.uniform(k_apply, (n,)) < prob
+  use_cutmix = method in ("cutmix", "mix")
+  use_mixup = method in ("mixup", "mix")
+  always = validation.is_static_number(prob) and float(prob) == 1.0
+  cutmix_alpha_drawn = _drawable(cutmix_alpha)
+  mixup_alpha_drawn = _drawable(mixup_alpha)
+  rows = {
+      "apply": 0 if always else 1,
+      "switch": 1 if method == "mix" else 0,
+      "box": (4 if cutmix_minmax is not None else 2) if use_cutmix else (
+          2 if method == "cutout" else 0),
+      "cut_lam": _lam_words(cutmix_alpha_drawn)
+                 if use_cutmix and cutmix_minmax is None else 0,
+      "mix_lam": _lam_words(mixup_alpha_drawn) if use_mixup else 0,
+  }
+  words = jax.random.bits(key, (sum(rows.values()), n), jnp.uint32)
+  bits, start = {}, 0
+  for name, count in rows.items():
+    bits[name], start = words[start : start + count], start + count
+
+  if not always:
+    applied = _uniform01(bits["apply"][0]) < prob
   lam = jnp.ones((n,), jnp.float32)
   box = jnp.zeros((n, 4), jnp.int32)
   op = jnp.full((n,), Op.NONE, jnp.int32)
 
-  use_cutmix = method in ("cutmix", "mix")
-  use_mixup = method in ("mixup", "mix")
   if use_cutmix:
-    box_bits = jax.random.bits(k_box, (4, n), jnp.uint32)
     if cutmix_minmax is not None:
-      cut_box = _box_from_minmax(box_bits, height, width, cutmix_minmax)
+      cut_box = _box_from_minmax(bits["box"], height, width, cutmix_minmax)
     else:
-      lam_drawn = sample_lam(k_cut, _drawable(cutmix_alpha), (n,))
+      lam_drawn = _lam_from_bits(bits["cut_lam"], cutmix_alpha_drawn, key,
+                                 tag=1)
       cut_box = _box_from_lam(
-          lam_drawn, box_bits[0], box_bits[1], height, width, placement
+          lam_drawn, bits["box"][0], bits["box"][1], height, width, placement
       )
     cut_lam = lam_from_box(cut_box, height, width)
     if not validation.is_static_number(cutmix_alpha) and cutmix_minmax is None:
       cut_lam = jnp.where(jnp.isnan(lam_drawn), jnp.nan, cut_lam)
   if use_mixup:
-    mix_lam = sample_lam(k_mix, _drawable(mixup_alpha), (n,))
+    mix_lam = _lam_from_bits(bits["mix_lam"], mixup_alpha_drawn, key, tag=2)
 
   if method == "mix":
-    choose_cut = jax.random.uniform(k_switch, (n,)) < switch_prob
+    choose_cut = _uniform01(bits["switch"][0]) < switch_prob
     # alpha == 0 switches that branch off (as in timm), static or traced.
     choose_cut = jnp.where(jnp.asarray(mixup_alpha) <= 0, True, choose_cut)
     choose_cut = jnp.where(jnp.asarray(cutmix_alpha) <= 0, False, choose_cut)
@@ -436,9 +494,8 @@ def _sample(
     lam, op = mix_lam, jnp.full((n,), Op.MIXUP, jnp.int32)
   elif method == "cutout":
     size_h, size_w = cutout_size
-    bits = jax.random.bits(k_box, (2, n), jnp.uint32)
-    top = _uniform_int(bits[0], height) - size_h // 2
-    left = _uniform_int(bits[1], width) - size_w // 2
+    top = _uniform_int(bits["box"][0], height) - size_h // 2
+    left = _uniform_int(bits["box"][1], width) - size_w // 2
     box = jnp.stack(
         [
             jnp.clip(top, 0, height),
@@ -450,9 +507,10 @@ def _sample(
     )
     op = jnp.full((n,), Op.CUTOUT, jnp.int32)
 
-  lam = jnp.where(applied, lam, 1.0)
-  box = jnp.where(applied[:, None], box, 0)
-  op = jnp.where(applied, op, Op.NONE).astype(jnp.int32)
+  if not always:
+    lam = jnp.where(applied, lam, 1.0)
+    box = jnp.where(applied[:, None], box, 0)
+    op = jnp.where(applied, op, Op.NONE).astype(jnp.int32)
 
   if mode == "batch":
     lam = jnp.broadcast_to(lam, (batch_size,))
