@@ -47,6 +47,10 @@ class Config:
   ckpt_every: int = 100
   log_every: int = 10
   progress: bool = True
+  distributed: Optional[bool] = None
+  coordinator_address: Optional[str] = None
+  num_processes: Optional[int] = None
+  process_id: Optional[int] = None
 
   def resolved(self, dataset_name: str, image_size: int) -> "Config":
     """Fills the dataset-dependent defaults (`None` fields)."""
@@ -91,6 +95,11 @@ class Config:
         (self.crop_pad is None or self.crop_pad >= 0, "--crop-pad must be >= 0"),
         (self.ckpt_every >= 1, "--ckpt-every must be >= 1"),
         (self.log_every >= 1, "--log-every must be >= 1"),
+        (self.num_processes is None or self.num_processes >= 1,
+         "--num-processes must be >= 1"),
+        (self.process_id is None or self.process_id >= 0
+         and (self.num_processes is None or self.process_id < self.num_processes),
+         "--process-id must be in [0, --num-processes)"),
         (self.dataset == "digits" or self.data_dir,
          f"--dataset {self.dataset} needs --data-dir"),
     ]
@@ -113,7 +122,8 @@ _HELP = {
     "width": "first-stage channels (default: 16 CIFAR-style, 64 ImageNet-style, "
              "4 tiny)",
     "epochs": "training epochs",
-    "batch_size": "global training batch size; must divide by the device count",
+    "batch_size": "global training batch size, over all devices of all "
+                  "processes; must divide by the device count",
     "eval_batch_size": "global evaluation batch size (the tail is padded and "
                        "masked, so every test sample counts)",
     "lr": "peak learning rate of SGD (momentum 0.9, Nesterov)",
@@ -138,7 +148,7 @@ _HELP = {
                 "(default: image side / 8, so 4 on CIFAR)",
     "flip": "random horizontal flips (default: on, except on digits)",
     "parallel": "jit: jax.jit over a device mesh, batch sharded on 'data'; "
-                "pmap: the legacy jax.pmap path",
+                "pmap: the legacy jax.pmap path (single process only)",
     "seed": "seed of initialisation, data order and augmentation",
     "workdir": "run directory for checkpoints, metrics and plots; rerunning "
                "with the same one resumes (default: "
@@ -146,7 +156,20 @@ _HELP = {
     "ckpt_every": "save a checkpoint every this many steps (and at the end)",
     "log_every": "update the progress bar and check the loss every this "
                  "many steps",
-    "progress": "show a progress bar",
+    "progress": "show a progress bar (on process 0 only)",
+    "distributed": "join a multi-process run with jax.distributed.initialize() "
+                   "(--parallel jit only): --distributed always (JAX detects "
+                   "TPU pods, SLURM and Open MPI), --no-distributed never "
+                   "(default: when one of the three options below or its "
+                   "environment variable is set, or under a multi-task srun "
+                   "or mpirun)",
+    "coordinator_address": "host:port of process 0 for jax.distributed "
+                           "(default: $JAX_COORDINATOR_ADDRESS, else "
+                           "auto-detected)",
+    "num_processes": "number of processes of a multi-process run (default: "
+                     "$JAX_NUM_PROCESSES, else auto-detected)",
+    "process_id": "this process's index in [0, --num-processes) (default: "
+                  "$JAX_PROCESS_ID, else auto-detected)",
 }
 
 

@@ -269,13 +269,33 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def train_batch_indices(
+    seed: int, step: int, steps_per_epoch: int, n: int, batch_size: int
+) -> np.ndarray:
+  """The global sample indices of training step `step` (0-based): a function
+  of (seed, epoch, position in the epoch) only, whatever the topology."""
+  epoch, i = divmod(step, steps_per_epoch)
+  perm = epoch_permutation(seed, epoch, n)
+  return perm[i * batch_size : (i + 1) * batch_size]
+
+
 def train_batches(
-    ds: Dataset, batch_size: int, seed: int, start_step: int, num_steps: int
+    ds: Dataset, batch_size: int, seed: int, start_step: int, num_steps: int,
+    rows: Optional[np.ndarray] = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Training batches for global steps `[start_step, num_steps)`.
 
   Each epoch is a fresh permutation; the last partial batch of an epoch is
   dropped so every step has the same shape (one compilation).
+
+  Args:
+    ds: the dataset.
+    batch_size: the global batch size.
+    seed: the run's seed.
+    start_step: the first step to yield.
+    num_steps: one past the last step.
+    rows: the rows of each global batch to load (this process's share, see
+      `train.distributed.local_rows`); None: the whole global batch.
   """
   steps_per_epoch = len(ds.x_train) // batch_size
   for step in range(start_step, num_steps):
@@ -283,20 +303,30 @@ def train_batches(
     if i == 0 or step == start_step:
       perm = epoch_permutation(seed, epoch, len(ds.x_train))
     idx = perm[i * batch_size : (i + 1) * batch_size]
+    if rows is not None:
+      idx = idx[rows]
     yield ds.x_train[idx], ds.y_train[idx]
 
 
 def eval_batches(
-    x: np.ndarray, y: np.ndarray, batch_size: int
+    x: np.ndarray, y: np.ndarray, batch_size: int,
+    rows: Optional[np.ndarray] = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-  """Every sample exactly once: the last batch is zero-padded and masked."""
+  """Every sample exactly once: the last batch is zero-padded and masked.
+
+  With `rows` (this process's rows of each global batch, as in
+  `train_batches`), only those rows of each padded global batch are loaded;
+  over all processes every sample is still counted exactly once.
+  """
   for start in range(0, len(x), batch_size):
-    xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-    pad = batch_size - len(xb)
-    mask = np.concatenate([np.ones(len(xb), bool), np.zeros(pad, bool)])
-    if pad:
-      xb = np.concatenate([xb, np.zeros((pad,) + xb.shape[1:], xb.dtype)])
-      yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
+    idx = np.arange(start, start + batch_size)
+    if rows is not None:
+      idx = idx[rows]
+    mask = idx < len(x)
+    idx = np.where(mask, idx, 0)
+    xb = np.where(mask.reshape((-1,) + (1,) * (x.ndim - 1)), x[idx],
+                  np.zeros((), x.dtype))
+    yb = np.where(mask, y[idx], np.zeros((), y.dtype))
     yield xb, yb, mask
 
 

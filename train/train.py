@@ -19,6 +19,7 @@ from jax.sharding import PartitionSpec as P
 
 from train import checkpoints
 from train import data
+from train import distributed
 from train import models
 from train import plots
 from train import steps
@@ -28,6 +29,10 @@ PMAP_AXIS = "batch"
 # Settings that may change between a run and its resumption.
 _RESUMABLE_FIELDS = ("workdir", "data_dir", "progress", "log_every",
                      "ckpt_every", "eval_batch_size")
+# How the processes of a run find each other: not part of the run, so not
+# saved in config.json (a resume may use other addresses).
+_LAUNCH_FIELDS = ("distributed", "coordinator_address", "num_processes",
+                  "process_id")
 
 
 class TrainError(RuntimeError):
@@ -39,7 +44,14 @@ class Parallel:
 
   def __init__(self, kind: str):
     self.kind = kind
+    if kind == "pmap" and jax.process_count() > 1:
+      raise TrainError(
+          "--parallel pmap runs in one process only; a multi-process run "
+          f"({jax.process_count()} processes) needs --parallel jit.")
+    # Every device of every process: under jax.distributed the mesh spans
+    # all hosts, and each step is one global program.
     self.n = jax.device_count()
+    self.processes = jax.process_count()
     axis = "data" if kind == "jit" else PMAP_AXIS
     # Auto axes: XLA propagates the batch sharding through the step. (The
     # default Explicit axes would make every op's sharding part of its type.)
@@ -48,14 +60,46 @@ class Parallel:
     self.data = NamedSharding(self.mesh, P(axis))
     self.replicated = NamedSharding(self.mesh, P())
 
+  def rows(self, batch_size: int) -> Optional[np.ndarray]:
+    """The rows of each global batch this process loads (None: all of them,
+    in a single-process run)."""
+    if self.processes == 1:
+      return None
+    return distributed.local_rows(self.data, batch_size)
+
   def put_batch(self, x: np.ndarray) -> jax.Array:
-    """Splits a global host batch over the devices (asynchronously)."""
+    """Splits a batch over the devices (asynchronously).
+
+    In a single-process run `x` is the global batch. In a multi-process run it
+    is this process's rows of it (`rows`), and the global array is assembled
+    from every process's share without any process holding all of it.
+    """
     if self.kind == "pmap":
       x = x.reshape((self.n, -1) + x.shape[1:])
+    if self.processes > 1:
+      return jax.make_array_from_process_local_data(self.data, x)
     return jax.device_put(x, self.data)
+
+  def local_rows_of(self, x: jax.Array) -> np.ndarray:
+    """This process's rows of a batch-sharded array, as NumPy (all of it in a
+    single-process run)."""
+    if self.processes == 1:
+      return np.asarray(x)
+    shards = {s.index[0].start or 0: s.data for s in x.addressable_shards}
+    return np.concatenate([np.asarray(shards[k]) for k in sorted(shards)])
 
   def put_state(self, state):
     """Replicates a host state: one sharded copy (jit) or one per device."""
+    if self.kind == "jit" and self.processes > 1:
+      # Every process holds the same state (same seed, or the same
+      # checkpoint); each puts its copy on its own devices.
+      def put(x):
+        if isinstance(x, jax.Array) and x.sharding == self.replicated:
+          return x
+        x = np.asarray(jax.device_get(x))
+        return jax.make_array_from_process_local_data(self.replicated, x,
+                                                      x.shape)
+      return jax.tree.map(put, state)
     if self.kind == "jit":
       return jax.device_put(state, self.replicated)
     stack = lambda x: np.broadcast_to(x, (self.n,) + np.shape(x))
@@ -139,10 +183,16 @@ def build(
   return Trainer(graphdef, state, train_step, eval_step, augment_fn, schedule)
 
 
-def _check_workdir_config(workdir: str, cfg: Config) -> None:
-  """Refuses to resume a run whose settings differ (other than logging)."""
+def _check_workdir_config(workdir: str, cfg: Config, write: bool = True
+                          ) -> None:
+  """Refuses to resume a run whose settings differ (other than logging).
+
+  Every process checks; only the one with `write` (process 0) writes, by an
+  atomic rename, so the others never read a half-written file.
+  """
   path = os.path.join(workdir, "config.json")
-  current = dataclasses.asdict(cfg)
+  current = {k: v for k, v in dataclasses.asdict(cfg).items()
+             if k not in _LAUNCH_FIELDS}
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
@@ -155,16 +205,21 @@ def _check_workdir_config(workdir: str, cfg: Config) -> None:
           f"{workdir} holds a run with other settings ({changes}); resuming it "
           "would mix two runs. Use another --workdir, or delete this one.")
   os.makedirs(workdir, exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(current, f, indent=2)
+  if write:
+    with open(path + ".tmp", "w") as f:
+      json.dump(current, f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 class _Metrics:
   """Per-epoch records in `metrics.jsonl`, kept consistent with checkpoints."""
 
-  def __init__(self, path: str, restored_step: int):
+  def __init__(self, path: str, restored_step: int, write: bool = True):
     self.path = path
+    self.write = write  # False on processes other than 0: memory only.
     self.records = []
+    if not write:
+      return
     if restored_step and os.path.exists(path):
       with open(path) as f:
         records = [json.loads(line) for line in f if line.strip()]
@@ -175,6 +230,8 @@ class _Metrics:
 
   def append(self, record: dict) -> None:
     self.records.append(record)
+    if not self.write:
+      return
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
 
@@ -197,10 +254,16 @@ def train_and_evaluate(
     stop_after: stop (with a checkpoint) once this global step is done, as
       if interrupted; the schedule still spans all `cfg.epochs`.
 
+  In a multi-process run (see `distributed.maybe_initialize`), every process
+  calls this with the same `cfg`; each loads only its share of every batch,
+  and only process 0 prints and writes files other than checkpoints.
+
   Returns:
     The last epoch's metrics, plus 'state': the final training state on the
-    host (one copy).
+    host (one copy, in every process).
   """
+  distributed.maybe_initialize(cfg)
+  main = distributed.is_main()
   ds = data.load(cfg.dataset, cfg.data_dir)
   height, width, _ = ds.image_shape
   cfg = cfg.resolved(cfg.dataset, min(height, width))
@@ -217,7 +280,7 @@ def train_and_evaluate(
   total_steps = cfg.epochs * steps_per_epoch
   last_step = min(total_steps, stop_after or total_steps)
   workdir = cfg.default_workdir()
-  _check_workdir_config(workdir, cfg)
+  _check_workdir_config(workdir, cfg, write=main)
 
   t = build(cfg, par, ds.num_classes, ds.image_shape, ds.mean, ds.std,
             steps_per_epoch, total_steps)
@@ -233,25 +296,43 @@ def train_and_evaluate(
   start_step = 0
   if restored is not None:
     start_step, state = restored
-    print(f"Resuming from step {start_step} of {total_steps} in {workdir}.")
+    if main:
+        print(f"Resuming from step {start_step} of {total_steps} in {workdir}.")
   state = par.put_state(state)
-  metrics_log = _Metrics(os.path.join(workdir, "metrics.jsonl"), start_step)
+  metrics_log = _Metrics(os.path.join(workdir, "metrics.jsonl"), start_step,
+                         write=main)
 
   root_key = jax.random.key(cfg.seed)
+  if cfg.parallel == "jit":
+    # Replicated over every process's devices, as a multi-process jit needs.
+    root_key = jax.jit(lambda: jax.random.key(cfg.seed),
+                       out_shardings=par.replicated)()
+  train_rows = par.rows(cfg.batch_size)
 
   if start_step == 0:
     # Step 0's batch and key, augmented as the jit step does (under pmap each
     # device draws its own boxes, so the picture is representative only).
-    x0, y0 = next(data.train_batches(ds, cfg.batch_size, cfg.seed, 0, 1))
+    x0, y0 = next(data.train_batches(ds, cfg.batch_size, cfg.seed, 0, 1,
+                                     rows=train_rows))
     grid_fn = functools.partial(t.augment_fn, groups=par.n, axis_name=None)
-    images, targets = jax.jit(grid_fn)(jax.random.fold_in(root_key, 0), x0, y0)
-    plots.save_batch_grid(
-        np.asarray(images) * ds.std + ds.mean, np.asarray(targets),
-        ds.class_names, os.path.join(workdir, "augmented_batch.png"))
+    key0 = jax.random.fold_in(root_key, 0)
+    if cfg.parallel == "jit":
+      # The global batch, as the train step sees it; process 0 draws its
+      # own rows (all of them in a single-process run).
+      images, targets = jax.jit(grid_fn, out_shardings=par.data)(
+          key0, par.put_batch(x0), par.put_batch(y0))
+      images, targets = par.local_rows_of(images), par.local_rows_of(targets)
+    else:
+      images, targets = jax.jit(grid_fn)(key0, x0, y0)
+    if main:
+      plots.save_batch_grid(
+          np.asarray(images) * ds.std + ds.mean, np.asarray(targets),
+          ds.class_names, os.path.join(workdir, "augmented_batch.png"))
 
   def evaluate(state):
     sums = {"loss": 0.0, "correct": 0, "count": 0}
-    batches = data.eval_batches(ds.x_test, ds.y_test, cfg.eval_batch_size)
+    batches = data.eval_batches(ds.x_test, ds.y_test, cfg.eval_batch_size,
+                                rows=par.rows(cfg.eval_batch_size))
     for x, y, mask in data.prefetch(batches, par.put_batch):
       out = par.unreplicate(t.eval_step(state, x, y, mask))
       sums = jax.tree.map(lambda a, b: a + b, sums, out)
@@ -261,10 +342,11 @@ def train_and_evaluate(
             float(sums["correct"]) / len(ds.x_test))
 
   batches = data.prefetch(
-      data.train_batches(ds, cfg.batch_size, cfg.seed, start_step, last_step),
+      data.train_batches(ds, cfg.batch_size, cfg.seed, start_step, last_step,
+                         rows=train_rows),
       par.put_batch)
   bar = tqdm.tqdm(total=total_steps, initial=start_step, unit="step",
-                  disable=not cfg.progress, dynamic_ncols=True)
+                  disable=not (cfg.progress and main), dynamic_ncols=True)
   last_saved = start_step or None
   epoch_losses, tick, tick_step = [], time.perf_counter(), start_step
   record = None
@@ -288,8 +370,10 @@ def train_and_evaluate(
                       train_loss=train_loss, test_loss=test_loss,
                       test_accuracy=test_acc, lr=float(t.schedule(step)))
         metrics_log.append(record)
-        bar.write(f"epoch {record['epoch']:3d}  train loss {train_loss:.4f}  "
-                  f"test loss {test_loss:.4f}  test accuracy {test_acc:.4f}")
+        if main:
+          bar.write(f"epoch {record['epoch']:3d}  train loss {train_loss:.4f}  "
+                    f"test loss {test_loss:.4f}  test accuracy "
+                    f"{test_acc:.4f}")
         epoch_losses = []
       if step % cfg.ckpt_every == 0 or step == last_step:
         # Never checkpoint a diverged state.
@@ -305,10 +389,10 @@ def train_and_evaluate(
   if record is None or record["step"] != last_step:
     test_loss, test_acc = evaluate(state)
     record = dict(step=last_step, test_loss=test_loss, test_accuracy=test_acc)
-  if metrics_log.records:
+  if metrics_log.records and main:
     plots.save_curves(metrics_log.records,
                       os.path.join(workdir, "curves.png"))
-  if last_step == total_steps:
+  if last_step == total_steps and main:
     print(f"Done: step {total_steps}, test accuracy "
           f"{record['test_accuracy']:.4f}. Outputs in {workdir}/.")
   return dict(record, state=jax.device_get(par.unreplicate(state)))
