@@ -1,0 +1,181 @@
+"""`python -m train.experiments` on a tiny imagefolder, and the occlusion boxes."""
+
+import json
+import os
+import zipfile
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from train import experiments
+from train import occlusion
+
+
+# ---------------------------------------------------------------------------
+# Occlusion on known cases
+
+
+def test_centre_box_covers_exactly_a_quarter_of_32x32():
+  assert occlusion.box_size(0.25, 32, 32) == (16, 16)
+  boxes = occlusion.make_boxes("centre", 0.25, 3, 32, 32)
+  np.testing.assert_array_equal(boxes, [[8, 8, 24, 24]] * 3)
+  images = np.full((3, 32, 32, 3), 200, np.uint8)
+  out = occlusion.occlude(images, boxes, 0)
+  assert out.dtype == np.float32
+  zero = (out == 0).all(-1)
+  # All zero inside exactly the centre 16x16 box, untouched outside.
+  assert zero.sum((1, 2)).tolist() == [256] * 3
+  assert zero[:, 8:24, 8:24].all()
+  assert (out[~zero] == 200).all()
+  assert zero.mean() == 0.25
+
+
+@pytest.mark.parametrize("fraction,hw", [(0.25, (16, 16)), (0.5, (23, 22))])
+def test_random_boxes_have_exact_area_inside_the_image(fraction, hw):
+  n = 500
+  boxes = occlusion.make_boxes("random", fraction, n, 32, 32, seed=0)
+  top, left, bottom, right = boxes.T
+  assert (bottom - top == hw[0]).all() and (right - left == hw[1]).all()
+  assert (top >= 0).all() and (left >= 0).all()
+  assert (bottom <= 32).all() and (right <= 32).all()
+  # Every position where the box fits is reachable: both extremes occur.
+  assert top.min() == 0 and bottom.max() == 32
+  # Not one shared box (there are 110 positions for 23x22, 289 for 16x16).
+  assert len({tuple(b) for b in boxes}) >= 100
+  # Fixed by (seed, fraction): the same occluded test set for every model.
+  np.testing.assert_array_equal(
+      boxes, occlusion.make_boxes("random", fraction, n, 32, 32, seed=0))
+  out = occlusion.occlude(np.ones((n, 32, 32, 3), np.uint8), boxes, 0)
+  assert ((out == 0).all(-1).sum((1, 2)) == hw[0] * hw[1]).all()
+  # The traced path (as used inside the jitted eval) agrees.
+  fill = np.array([1.5, 2.5, 3.5], np.float32)
+  np.testing.assert_array_equal(
+      occlusion.occlude(jnp.ones((n, 32, 32, 3)), jnp.asarray(boxes), fill),
+      occlusion.occlude(np.ones((n, 32, 32, 3)), boxes, fill))
+
+
+def test_mean_fill_is_zero_after_normalisation_and_empty_box_is_identity():
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (4, 8, 8, 3)).astype(np.uint8)
+  mean, std = np.array([10., 20., 30.], np.float32), np.float32(7)
+  boxes = occlusion.make_boxes("centre", 0.25, 4, 8, 8)
+  normalised = (occlusion.occlude(x, boxes, mean) - mean) / std
+  assert (normalised[:, 2:6, 2:6] == 0).all()
+  np.testing.assert_array_equal(
+      occlusion.occlude(x, np.zeros((4, 4), np.int32), 0), x)
+  assert occlusion.box_size(0.0, 32, 32)[0] == 0
+  assert occlusion.box_size(1.0, 32, 32) == (32, 32)
+  with pytest.raises(ValueError):
+    occlusion.make_boxes("corner", 0.25, 1, 32, 32)
+
+
+# ---------------------------------------------------------------------------
+# The experiment command end to end
+
+
+def _write_tiny_zip(tmp_path, size=16):
+  """cifar10/{train,test}/<class>/NNNN.jpg with two easy classes."""
+  root = tmp_path / "src"
+  rng = np.random.default_rng(0)
+  counts = {"train": 8, "test": 4}
+  for split, n in counts.items():
+    for c, (name, level) in enumerate((("dark", 40), ("light", 210))):
+      folder = root / "cifar10" / split / name
+      folder.mkdir(parents=True)
+      for i in range(n):
+        pixels = np.clip(level + rng.integers(-20, 20, (size, size, 3)), 0, 255)
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i:04d}.jpg")
+  path = tmp_path / "tiny.zip"
+  with zipfile.ZipFile(path, "w") as z:
+    for dirpath, _, files in os.walk(root):
+      for f in files:
+        full = os.path.join(dirpath, f)
+        z.write(full, os.path.relpath(full, root))
+  return str(path)
+
+
+def test_experiments_end_to_end_resume_and_summary(tmp_path, capsys,
+                                                   monkeypatch):
+  zip_path = _write_tiny_zip(tmp_path)
+  out, cache = str(tmp_path / "results"), str(tmp_path / "cache")
+
+  def args(methods="cutmix", seeds="0", epochs="1"):
+    return ["--zip", zip_path, "--cache-dir", cache, "--out", out,
+            "--methods", methods, "--seeds", seeds, "--epochs", epochs,
+            "--model", "tiny", "--width", "4", "--batch-size", "8",
+            "--train-subset", "8", "--warmup-epochs", "0"]
+
+  # Spy on the occlusion evaluation: its clean accuracy must be the
+  # trainer's own (the runs take "clean" from the trainer).
+  clean_by_eval = []
+  evaluate = experiments.evaluate_occlusion
+
+  def spy(cfg, state, ds, *rest, **kwargs):
+    clean_by_eval.append(
+        evaluate(cfg, state, ds, conditions=("clean",))["clean"])
+    return evaluate(cfg, state, ds, *rest, **kwargs)
+
+  monkeypatch.setattr(experiments, "evaluate_occlusion", spy)
+  experiments.main(args())
+
+  # The decoded data is cached (outside --out) with a class-balanced subset.
+  npz = [f for f in os.listdir(cache) if f.endswith("-train8.npz")]
+  assert len(npz) == 1
+  with np.load(os.path.join(cache, npz[0])) as f:
+    assert np.bincount(f["y_train"]).tolist() == [4, 4]
+    assert f["x_test"].shape == (8, 16, 16, 3)
+  # Checkpoints stay in the cache, never in --out.
+  assert not any("checkpoints" in d for d, _, _ in os.walk(out))
+  assert any("checkpoints" in d for d, _, _ in os.walk(cache))
+
+  records = {}
+  with open(os.path.join(out, "runs", "cutmix-s0.json")) as f:
+    records["cutmix"] = r = json.load(f)
+  assert set(r["accuracy"]) == set(experiments.CONDITIONS)
+  assert all(0 <= a <= 1 for a in r["accuracy"].values())
+  assert r["settings"]["prob"] == experiments.DEFAULT_PROB["cutmix"] == 0.5
+  assert r["machine"]["jax"] and r["machine"]["cores"]
+  assert r["command"].startswith("python -m train.experiments --zip")
+  assert [c["epoch"] for c in r["curve"]] == [1]
+  assert clean_by_eval == [r["accuracy"]["clean"]]
+
+  with open(os.path.join(out, "results.json")) as f:
+    summary = json.load(f)
+  assert summary["runs"] == 1
+  assert summary["methods"]["cutmix"]["clean"]["std"] is None  # one seed
+  assert summary["box_sizes"]["25"] == dict(h=8, w=8, fraction=0.25)
+  with open(os.path.join(out, "results.md")) as f:
+    table = f.read()
+  assert "| CutMix | 1 | 0.5 |" in table
+  assert os.path.getsize(os.path.join(out, "results.png")) > 0
+
+  # A second seed's run (faked from the first, to save a training run), then
+  # a rerun: both finished runs are skipped and the summary merges them.
+  second = dict(records["cutmix"], seed=1,
+                settings=dict(records["cutmix"]["settings"], seed=1),
+                accuracy={c: a / 2 for c, a in
+                          records["cutmix"]["accuracy"].items()})
+  with open(os.path.join(out, "runs", "cutmix-s1.json"), "w") as f:
+    json.dump(second, f)
+  capsys.readouterr()
+  experiments.main(args(seeds="0,1"))
+  printed = capsys.readouterr().out
+  assert "cutmix seed 0: done already" in printed
+  assert "cutmix seed 1: done already" in printed
+  assert "training in" not in printed
+  with open(os.path.join(out, "results.json")) as f:
+    summary = json.load(f)
+  assert summary["methods"]["cutmix"]["seeds"] == [0, 1]
+  clean = summary["methods"]["cutmix"]["clean"]
+  first = records["cutmix"]["accuracy"]["clean"]
+  assert clean["values"] == [first, first / 2]
+  assert clean["mean"] == pytest.approx(0.75 * first)
+  assert clean["std"] == pytest.approx(np.std([first, first / 2], ddof=1))
+  with open(os.path.join(out, "results.md")) as f:
+    assert "| CutMix | 2 | 0.5 |" in f.read()
+
+  # Other settings in the same --out are refused, not mixed.
+  with pytest.raises(SystemExit, match="other settings"):
+    experiments.main(args(epochs="2"))
