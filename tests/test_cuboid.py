@@ -74,16 +74,15 @@ def test_cuboid_lam_is_the_voxel_fraction(mode, pairing, placement):
 
 
 def test_layouts_agree_and_vmap():
-  c = cuboid_lib.sample_cutmix_cuboid(jax.random.key(3), B, T, H, W,
-                                      mode="elem")
+  run = _run("elem", "permute", "official")
+  labels = jnp.arange(B)
+  c = run(jax.random.key(3), _ids(jnp.uint8), labels)[0]
   x = jax.random.uniform(jax.random.key(1), (B, T, H, W, 3))
   a = cuboid_lib.apply_cuboid(c, x)
   b = cuboid_lib.apply_cuboid(c, jnp.moveaxis(x, -1, 1), layout="NCTHW")
   np.testing.assert_array_equal(a, jnp.moveaxis(b, 1, -1))
   # vmap over keys agrees with the jitted single draw of the test above.
   keys = jax.random.split(jax.random.key(0), 2)
-  run = _run("elem", "permute", "official")
-  labels = jnp.arange(B)
   mapped = jax.jit(jax.vmap(lambda k: run(k, _ids(jnp.uint8), labels)[1]))
   np.testing.assert_array_equal(mapped(keys)[1],
                                 run(keys[1], _ids(jnp.uint8), labels)[1])
