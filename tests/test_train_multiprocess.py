@@ -139,6 +139,34 @@ def test_process_slices_of_eval_batches_count_each_sample_once():
   np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(n))
 
 
+def test_when_a_run_joins_jax_distributed(monkeypatch):
+  for name in list(distributed.ENV.values()) + [
+      "SLURM_STEP_NODELIST", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE",
+      "OMPI_MCA_orte_hnp_uri"]:
+    monkeypatch.delenv(name, raising=False)
+  cfg = config.Config()
+  assert not distributed.wanted(cfg)  # a plain single-process run
+  assert distributed.wanted(dataclasses.replace(cfg, distributed=True))
+  explicit = dataclasses.replace(cfg, coordinator_address="127.0.0.1:1",
+                                 num_processes=2, process_id=1)
+  assert distributed.wanted(explicit)
+  assert not distributed.wanted(dataclasses.replace(explicit,
+                                                    distributed=False))
+  assert not distributed.wanted(dataclasses.replace(cfg, num_processes=1))
+  monkeypatch.setenv("SLURM_STEP_NODELIST", "node[1-2]")
+  monkeypatch.setenv("SLURM_NTASKS", "1")
+  assert not distributed.wanted(cfg)  # one task: nothing to join
+  monkeypatch.setenv("SLURM_NTASKS", "2")
+  assert distributed.wanted(cfg)
+  # Environment variables stand in for the flags; flags win.
+  monkeypatch.setenv("JAX_PROCESS_ID", "3")
+  monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
+  assert distributed.launch_settings(cfg) == dict(
+      coordinator_address=None, num_processes=4, process_id=3)
+  assert distributed.launch_settings(explicit) == dict(
+      coordinator_address="127.0.0.1:1", num_processes=2, process_id=1)
+
+
 # ---------------------------------------------------------------------------
 # Two real processes
 

@@ -53,14 +53,21 @@ def maybe_initialize(cfg) -> bool:
   given or the process was started by `srun` or `mpirun` with several tasks.
   Must run before anything touches a device.
   """
-  if cfg.distributed is False or jax.distributed.is_initialized():
+  if jax.distributed.is_initialized() or not wanted(cfg):
     return False
+  jax.distributed.initialize(**launch_settings(cfg))
+  return True
+
+
+def wanted(cfg) -> bool:
+  """Whether `maybe_initialize` would call `jax.distributed.initialize()`."""
+  if cfg.distributed is not None:
+    return cfg.distributed
   settings = launch_settings(cfg)
-  explicit = any(v is not None for v in settings.values())
-  if cfg.distributed or explicit or _launched_by_cluster():
-    jax.distributed.initialize(**settings)
-    return True
-  return False
+  if settings["num_processes"] == 1:  # explicitly one process: nothing to join
+    return False
+  return (any(v is not None for v in settings.values())
+          or _launched_by_cluster())
 
 
 def is_main() -> bool:
