@@ -41,6 +41,7 @@ def cutmix(
     minmax: Optional[tuple[float, float]] = None,
     layout: str = "NHWC",
     axis_name: AxisName = None,
+    invariant: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
   """CutMix (Yun et al., ICCV 2019, arXiv:1905.04899) on a batch.
 
@@ -67,6 +68,8 @@ def cutmix(
     minmax: timm's `cutmix_minmax` box-size range.
     layout: axes of `images`: 'NHWC', 'NCHW', or e.g. 'NTHWC' for video.
     axis_name: under `shard_map`/`pmap`, fold the axis index into the key.
+    invariant: draws that depend on the key and the global sample index only,
+      identical on any number of devices (see `sample_cutmix`).
 
   Returns:
     `(images, targets)`: images with the input's shape and dtype, and float
@@ -84,7 +87,7 @@ def cutmix(
   params = sampling.sample_cutmix(
       key, batch, height, width, alpha=alpha, prob=prob, mode=mode,
       pairing=pairing, groups=groups, placement=placement, minmax=minmax,
-      axis_name=axis_name,
+      axis_name=axis_name, invariant=invariant,
   )
   return _apply(params, images, labels, layout, num_classes, label_smoothing)
 
@@ -103,6 +106,7 @@ def mixup(
     groups: int = 1,
     layout: str = "NHWC",
     axis_name: AxisName = None,
+    invariant: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
   """MixUp (Zhang et al., ICLR 2018, arXiv:1710.09412) on a batch.
 
@@ -127,7 +131,7 @@ def mixup(
     raise TypeError("images of dtype bool cannot be blended by mixup.")
   params = sampling.sample_mixup(
       key, batch, alpha=alpha, prob=prob, mode=mode, pairing=pairing,
-      groups=groups, axis_name=axis_name,
+      groups=groups, axis_name=axis_name, invariant=invariant,
   )
   return _apply(params, images, labels, layout, num_classes, label_smoothing)
 
@@ -150,6 +154,7 @@ def mix(
     cutmix_minmax: Optional[tuple[float, float]] = None,
     layout: str = "NHWC",
     axis_name: AxisName = None,
+    invariant: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
   """CutMix or MixUp, switched per batch, pair or sample, as timm's `Mixup`.
 
@@ -173,7 +178,7 @@ def mix(
       key, batch, height, width, mixup_alpha=mixup_alpha,
       cutmix_alpha=cutmix_alpha, switch_prob=switch_prob, prob=prob,
       mode=mode, pairing=pairing, groups=groups, placement=placement,
-      cutmix_minmax=cutmix_minmax, axis_name=axis_name,
+      cutmix_minmax=cutmix_minmax, axis_name=axis_name, invariant=invariant,
   )
   return _apply(params, images, labels, layout, num_classes, label_smoothing)
 
@@ -188,6 +193,7 @@ def cutout(
     mode: str = "elem",
     layout: str = "NHWC",
     axis_name: AxisName = None,
+    invariant: bool = False,
 ) -> jax.Array:
   """Cutout (DeVries & Taylor 2017, arXiv:1708.04552): blank a box.
 
@@ -203,6 +209,7 @@ def cutout(
     mode: 'elem' (default) or 'batch'.
     layout: axes of `images`.
     axis_name: under `shard_map`/`pmap`, fold the axis index into the key.
+    invariant: boxes that depend on the key and the global sample index only.
 
   Returns:
     Images with the input's shape and dtype.
@@ -214,7 +221,7 @@ def cutout(
   images, _, batch, height, width = _prepare(key, images, None, layout, None)
   params = sampling.sample_cutout(
       key, batch, height, width, size=size, prob=prob, mode=mode,
-      axis_name=axis_name,
+      axis_name=axis_name, invariant=invariant,
   )
   return apply_lib.apply_params(
       params, images, layout=layout, fill_value=fill_value

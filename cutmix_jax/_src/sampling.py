@@ -115,17 +115,17 @@ def _johnk_proposals(u: jax.Array, a: jax.Array):
   return log_sum <= 0, lam
 
 
-def _beta_johnk(u: jax.Array, a: jax.Array, retry_key: jax.Array, tag: int):
+def _beta_johnk(u: jax.Array, a: jax.Array, retry_uniforms):
   """Exact Beta(a, a) for a <= 1/2 by Jöhnk's rejection method (1964).
 
   X = U^(1/a), Y = V^(1/a), accepted when X + Y <= 1, gives X / (X + Y). It
   runs in log space so that tiny `a` does not underflow. `u` holds all
   proposals, `[2, proposals, ...]`; the first accepted is taken. Variates
-  that reject them all are redrawn by a loop keyed by `fold_in(retry_key,
-  tag)`, so the draw is exact, not truncated; the loop almost never runs, and
-  derives its keys inside its body so that not running it costs nothing.
+  that reject them all are redrawn by a loop, from `retry_uniforms(i)` (fresh
+  `[2, ...]` uniforms for round i), so the draw is exact, not truncated; the
+  loop almost never runs, and derives its keys inside its body so that not
+  running it costs nothing.
   """
-  shape = u.shape[2:]
   accept, lam = _johnk_proposals(u, a)
   first = jnp.argmax(accept, axis=0)
   lam = jnp.take_along_axis(lam, first[None], axis=0)[0]
@@ -133,8 +133,7 @@ def _beta_johnk(u: jax.Array, a: jax.Array, retry_key: jax.Array, tag: int):
 
   def retry(state):
     i, done, lam = state
-    key = jax.random.fold_in(jax.random.fold_in(retry_key, tag), i)
-    acc, candidate = _johnk_proposals(jax.random.uniform(key, (2,) + shape), a)
+    acc, candidate = _johnk_proposals(retry_uniforms(i), a)
     return i + 1, done | acc, jnp.where(done, lam, candidate)
 
   _, _, lam = lax.while_loop(
@@ -153,7 +152,25 @@ def _lam_words(alpha: Any) -> int:
   return 2 * _JOHNK_PROPOSALS
 
 
-def _lam_from_bits(bits, alpha, retry_key, tag):
+def _retry_uniforms(key, tag, shape, sample_keys=None):
+  """Round i's fresh uniforms for Jöhnk's fallback, `[2, *shape]`.
+
+  With `sample_keys` (one key per variate, for device-invariant draws) each
+  variate's retries depend on its own key only.
+  """
+
+  def uniforms(i):
+    if sample_keys is None:
+      k = jax.random.fold_in(jax.random.fold_in(key, tag), i)
+      return jax.random.uniform(k, (2,) + shape)
+    draw = lambda k: jax.random.uniform(
+        jax.random.fold_in(jax.random.fold_in(k, tag), i), (2,))
+    return jax.vmap(draw, out_axes=1)(sample_keys)
+
+  return uniforms
+
+
+def _lam_from_bits(bits, alpha, retry_uniforms):
   """λ ~ Beta(α, α) from `[_lam_words(alpha), ...]` random words.
 
   α = 1 is Uniform(0, 1); α > 1/2 uses Ulrich's rejection-free polar method;
@@ -165,7 +182,7 @@ def _lam_from_bits(bits, alpha, retry_key, tag):
   samplers = (
       lambda b: _beta_johnk(
           _uniform01(b[: 2 * _JOHNK_PROPOSALS]).reshape(
-              (2, _JOHNK_PROPOSALS) + shape), a, retry_key, tag),
+              (2, _JOHNK_PROPOSALS) + shape), a, retry_uniforms),
       lambda b: _beta_ulrich(_uniform01(b[0]), _uniform01(b[1]), a),
       lambda b: _uniform01(b[0]),
   )
@@ -205,7 +222,7 @@ def sample_lam(
   validation.check_positive(alpha, "alpha")
   shape = tuple(shape)
   bits = jax.random.bits(key, (_lam_words(alpha),) + shape, jnp.uint32)
-  return _lam_from_bits(bits, alpha, key, tag=0)
+  return _lam_from_bits(bits, alpha, _retry_uniforms(key, 0, shape))
 
 
 # ---------------------------------------------------------------------------
@@ -383,7 +400,8 @@ def _pairing_structure(key, batch_size, groups, pairing, mode):
   return partner, pair_draw, groups * draws_per_block
 
 
-def _check_common(key, batch_size, mode, pairing, groups, prob):
+def _check_common(key, batch_size, mode, pairing, groups, prob,
+                  invariant=False):
   validation.check_key(key)
   batch_size = validation.check_size(batch_size, "batch_size")
   validation.check_choice(mode, "mode", validation.MODES)
@@ -400,6 +418,17 @@ def _check_common(key, batch_size, mode, pairing, groups, prob):
         "'roll' pairs i with i - 1, which is not mutual."
     )
   validation.check_probability(prob, "prob")
+  if invariant:
+    if mode == "batch":
+      raise ValueError(
+          "invariant=True needs mode='elem' or 'pair': one draw per batch "
+          "depends on how the batch is split over devices."
+      )
+    if batch_size % 2:
+      raise ValueError(
+          f"invariant=True pairs samples (2k, 2k + 1), so the (per-shard) "
+          f"batch size must be even, got {batch_size}."
+      )
   return batch_size, groups
 
 
@@ -427,6 +456,7 @@ def _sample(
     placement="official",
     cutmix_minmax=None,
     cutout_size=None,
+    invariant=False,
 ):
   """The shared sampler behind `sample_cutmix/mixup/mix/cutout`.
 
@@ -434,7 +464,14 @@ def _sample(
   rows: on a CPU each PRNG call is a loop and some small kernels of its own,
   which dominated the cost of a draw.
   """
-  key = _fold_axis(key, axis_name)
+  if invariant:
+    # Pairs are (2k, 2k + 1) of the global batch, and draw d of this shard is
+    # global draw `offset + d`: nothing depends on how the batch is split.
+    groups, pairing = batch_size // 2, "flip"
+    offset = 0 if axis_name is None else lax.axis_index(axis_name)
+    offset = offset * (batch_size if mode == "elem" else groups)
+  else:
+    key = _fold_axis(key, axis_name)
   partner, pair_draw, pair_draws = _pairing_structure(
       key, batch_size, groups, pairing, mode
   )
@@ -454,7 +491,15 @@ def _sample(
                  if use_cutmix and cutmix_minmax is None else 0,
       "mix_lam": _lam_words(mixup_alpha_drawn) if use_mixup else 0,
   }
-  words = jax.random.bits(key, (sum(rows.values()), n), jnp.uint32)
+  if invariant:
+    sample_keys = jax.vmap(jax.random.fold_in, (None, 0))(
+        key, offset + jnp.arange(n))
+    words = jax.vmap(
+        lambda k: jax.random.bits(k, (sum(rows.values()),), jnp.uint32),
+        out_axes=1)(sample_keys)
+  else:
+    sample_keys = None
+    words = jax.random.bits(key, (sum(rows.values()), n), jnp.uint32)
   bits, start = {}, 0
   for name, count in rows.items():
     bits[name], start = words[start : start + count], start + count
@@ -469,8 +514,9 @@ def _sample(
     if cutmix_minmax is not None:
       cut_box = _box_from_minmax(bits["box"], height, width, cutmix_minmax)
     else:
-      lam_drawn = _lam_from_bits(bits["cut_lam"], cutmix_alpha_drawn, key,
-                                 tag=1)
+      lam_drawn = _lam_from_bits(
+          bits["cut_lam"], cutmix_alpha_drawn,
+          _retry_uniforms(key, 1, (n,), sample_keys))
       cut_box = _box_from_lam(
           lam_drawn, bits["box"][0], bits["box"][1], height, width, placement
       )
@@ -478,7 +524,8 @@ def _sample(
     if not validation.is_static_number(cutmix_alpha) and cutmix_minmax is None:
       cut_lam = jnp.where(jnp.isnan(lam_drawn), jnp.nan, cut_lam)
   if use_mixup:
-    mix_lam = _lam_from_bits(bits["mix_lam"], mixup_alpha_drawn, key, tag=2)
+    mix_lam = _lam_from_bits(bits["mix_lam"], mixup_alpha_drawn,
+                             _retry_uniforms(key, 2, (n,), sample_keys))
 
   if method == "mix":
     choose_cut = _uniform01(bits["switch"][0]) < switch_prob
@@ -524,6 +571,8 @@ def _sample(
     lam = jnp.where(mixed, lam, 1.0)
     box = jnp.where(mixed[:, None], box, 0)
     op = jnp.where(mixed, op, Op.NONE).astype(jnp.int32)
+  if invariant and method == "cutout":
+    partner = jnp.arange(batch_size, dtype=jnp.int32)
   return MixParams(
       lam=lam,
       box=box,
@@ -555,7 +604,14 @@ _COMMON_ARGS_DOC = """
       'elem' mode. May be traced.
     axis_name: inside `shard_map` or `pmap`, the mapped axis (or axes) whose
       index is folded into the key, so that a replicated key gives each shard
-      its own draw. Pairing stays inside the shard."""
+      its own draw. Pairing stays inside the shard.
+    invariant: make every draw a function of the key and the global sample
+      index only, so the same global batch gets bit-identical draws on 1, 2,
+      4 or 8 devices, under `jit`, `shard_map` or `pmap` (with `axis_name`,
+      shards are taken as consecutive blocks of the global batch). Sample
+      (or pair) i draws from `fold_in(key, i)`, and pairs are the global
+      samples (2k, 2k + 1), so the per-shard batch must be even and mode
+      'elem' or 'pair'; `pairing` and `groups` are then not used."""
 
 
 def _with_common_args(fn):
@@ -582,6 +638,7 @@ def sample_cutmix(
     placement: str = "official",
     minmax: Optional[tuple[float, float]] = None,
     axis_name: AxisName = None,
+    invariant: bool = False,
 ) -> MixParams:
   """Draws CutMix parameters (Yun et al., ICCV 2019, arXiv:1905.04899).
 
@@ -609,7 +666,8 @@ def sample_cutmix(
   >>> p.lam.shape, p.box.shape, p.partner.tolist()
   ((4,), (4, 4), [3, 2, 1, 0])
   """
-  batch_size, groups = _check_common(key, batch_size, mode, pairing, groups, prob)
+  batch_size, groups = _check_common(
+      key, batch_size, mode, pairing, groups, prob, invariant)
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
   validation.check_choice(placement, "placement", validation.PLACEMENTS)
@@ -620,6 +678,7 @@ def sample_cutmix(
   return _sample(
       key, batch_size, height, width, method="cutmix", mode=mode,
       pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
+      invariant=invariant,
       cutmix_alpha=alpha, placement=placement, cutmix_minmax=minmax,
   )
 
@@ -647,6 +706,7 @@ def sample_mixup(
     pairing: str = "flip",
     groups: int = 1,
     axis_name: AxisName = None,
+    invariant: bool = False,
 ) -> MixParams:
   """Draws MixUp parameters (Zhang et al., ICLR 2018, arXiv:1710.09412).
 
@@ -667,11 +727,13 @@ def sample_mixup(
   >>> p.partner.tolist(), p.op.tolist()  # the middle sample pairs with itself
   ([2, 1, 0], [1, 0, 1])
   """
-  batch_size, groups = _check_common(key, batch_size, mode, pairing, groups, prob)
+  batch_size, groups = _check_common(
+      key, batch_size, mode, pairing, groups, prob, invariant)
   validation.check_positive(alpha, "alpha")
   return _sample(
       key, batch_size, None, None, method="mixup", mode=mode,
       pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
+      invariant=invariant,
       mixup_alpha=alpha,
   )
 
@@ -693,6 +755,7 @@ def sample_mix(
     placement: str = "official",
     cutmix_minmax: Optional[tuple[float, float]] = None,
     axis_name: AxisName = None,
+    invariant: bool = False,
 ) -> MixParams:
   """Draws the CutMix-or-MixUp switch, as timm's `Mixup` does.
 
@@ -720,7 +783,8 @@ def sample_mix(
   >>> sorted(set(p.op.tolist())) in ([1], [2], [1, 2])
   True
   """
-  batch_size, groups = _check_common(key, batch_size, mode, pairing, groups, prob)
+  batch_size, groups = _check_common(
+      key, batch_size, mode, pairing, groups, prob, invariant)
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
   validation.check_choice(placement, "placement", validation.PLACEMENTS)
@@ -744,6 +808,7 @@ def sample_mix(
   return _sample(
       key, batch_size, height, width, method="mix", mode=mode,
       pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
+      invariant=invariant,
       cutmix_alpha=cutmix_alpha, mixup_alpha=mixup_alpha,
       switch_prob=switch_prob, placement=placement,
       cutmix_minmax=cutmix_minmax,
@@ -760,6 +825,7 @@ def sample_cutout(
     prob: ArrayLike = 1.0,
     mode: str = "elem",
     axis_name: AxisName = None,
+    invariant: bool = False,
 ) -> MixParams:
   """Draws Cutout boxes (DeVries & Taylor 2017, arXiv:1708.04552).
 
@@ -777,6 +843,8 @@ def sample_cutout(
       the default, as in the Cutout paper).
     mode: 'batch' or 'elem' ('pair' is accepted and draws per pair).
     axis_name: as in `sample_cutmix`.
+    invariant: as in `sample_cutmix`: each sample's box depends on the key
+      and its global index only.
 
   Returns:
     A `MixParams` with `method='cutout'`.
@@ -785,7 +853,12 @@ def sample_cutout(
   >>> p.op.tolist(), p.lam.tolist()
   ([3, 3], [1.0, 1.0])
   """
+  if invariant and mode == "batch":
+    raise ValueError("invariant=True needs mode='elem' or 'pair'.")
   batch_size, _ = _check_common(key, batch_size, mode, "flip", 1, prob)
+  if invariant and batch_size % 2:
+    raise ValueError(
+        f"invariant=True needs an even (per-shard) batch, got {batch_size}.")
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
   if size is None:
@@ -804,7 +877,7 @@ def sample_cutout(
   return _sample(
       key, batch_size, height, width, method="cutout", mode=mode,
       pairing="flip", groups=1, prob=prob, axis_name=axis_name,
-      cutout_size=(int(size[0]), int(size[1])),
+      cutout_size=(int(size[0]), int(size[1])), invariant=invariant,
   )
 
 
