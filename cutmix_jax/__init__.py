@@ -7,9 +7,17 @@ Features", ICCV 2019, arXiv:1905.04899.
 """
 
 from cutmix_jax._src.apply import apply_params
+from cutmix_jax._src.cuboid import apply_cuboid
+from cutmix_jax._src.cuboid import CuboidParams
+from cutmix_jax._src.cuboid import sample_cutmix_cuboid
 from cutmix_jax._src.apply import mix_labels
 from cutmix_jax._src.apply import partner_rows
 from cutmix_jax._src.labels import one_hot
+from cutmix_jax._src.masks import apply_mask_params
+from cutmix_jax._src.masks import MaskParams
+from cutmix_jax._src.masks import mix_mask_labels
+from cutmix_jax._src.masks import sample_fmix
+from cutmix_jax._src.masks import sample_multibox
 from cutmix_jax._src.labels import smooth_labels
 from cutmix_jax._src.ops import cutmix
 from cutmix_jax._src.ops import cutmix_pair
@@ -27,13 +35,22 @@ from cutmix_jax._src.sampling import sample_cutout
 from cutmix_jax._src.sampling import sample_lam
 from cutmix_jax._src.sampling import sample_mix
 from cutmix_jax._src.sampling import sample_mixup
+from cutmix_jax._src.targets import apply_tree
+from cutmix_jax._src.targets import mix_boxes
+from cutmix_jax._src.targets import MixedBoxes
 
 __version__ = "0.1.0"
 
 __all__ = (
+    "CuboidParams",
+    "MaskParams",
     "MixParams",
+    "MixedBoxes",
     "Op",
+    "apply_cuboid",
+    "apply_mask_params",
     "apply_params",
+    "apply_tree",
     "box_area",
     "box_mask",
     "cutmix",
@@ -41,15 +58,20 @@ __all__ = (
     "cutout",
     "lam_from_box",
     "mix",
+    "mix_boxes",
     "mix_labels",
+    "mix_mask_labels",
     "mixup",
     "one_hot",
     "partner_rows",
     "sample_box",
     "sample_cutmix",
+    "sample_cutmix_cuboid",
     "sample_cutout",
+    "sample_fmix",
     "sample_lam",
     "sample_mix",
     "sample_mixup",
+    "sample_multibox",
     "smooth_labels",
 )

@@ -25,6 +25,14 @@ POSITIONAL = {
     "apply_params": ["params", "x"],
     "mix_labels": ["params", "labels"],
     "one_hot": ["labels", "num_classes"],
+    "sample_fmix": ["key", "batch_size", "height", "width"],
+    "sample_multibox": ["key", "batch_size", "height", "width"],
+    "sample_cutmix_cuboid": ["key", "batch_size", "length", "height", "width"],
+    "apply_tree": ["params", "tree"],
+    "apply_cuboid": ["cuboid", "x"],
+    "apply_mask_params": ["params", "x"],
+    "mix_mask_labels": ["params", "labels"],
+    "mix_boxes": ["params", "boxes", "classes", "valid"],
 }
 
 X = jnp.zeros((4, 8, 10, 3))
