@@ -1,9 +1,10 @@
 """Multi-process training with jax.distributed: 2 processes x 4 CPU devices
-on 127.0.0.1 against this process's 8 devices.
+on 127.0.0.1 against 1 process x 8 devices.
 
-The slicing tests are pure and fast. The end-to-end test launches two pairs
-of processes (a run stopped mid-epoch, then `python -m train` resuming it) and
-compares them with a single-process 8-device run of the same config.
+The slicing tests are pure and fast (this process's 8 devices, split into two
+pretend processes). The end-to-end test launches two processes twice (a run
+stopped mid-epoch, then `python -m train` resuming it) and compares them bit
+for bit with a single-process 8-device run of the same config.
 """
 
 import contextlib
