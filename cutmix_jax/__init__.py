@@ -1,4 +1,4 @@
-"""cutmix-jax: CutMix, MixUp, Cutout and their switch for JAX.
+"""cutmix-jax: CutMix, MixUp, Cutout, ResizeMix and their switch for JAX.
 
 Pure functions of an explicit PRNG key that run under `jax.jit`, `vmap`,
 `shard_map`, `pmap` and `jit` over sharded arrays. Reference: Yun et al.,
@@ -24,6 +24,8 @@ from cutmix_jax._src.ops import cutmix_pair
 from cutmix_jax._src.ops import cutout
 from cutmix_jax._src.ops import mix
 from cutmix_jax._src.ops import mixup
+from cutmix_jax._src.ops import resizemix
+from cutmix_jax._src.ops import switch
 from cutmix_jax._src.sampling import box_area
 from cutmix_jax._src.sampling import box_mask
 from cutmix_jax._src.sampling import lam_from_box
@@ -35,6 +37,8 @@ from cutmix_jax._src.sampling import sample_cutout
 from cutmix_jax._src.sampling import sample_lam
 from cutmix_jax._src.sampling import sample_mix
 from cutmix_jax._src.sampling import sample_mixup
+from cutmix_jax._src.sampling import sample_resizemix
+from cutmix_jax._src.sampling import sample_switch
 from cutmix_jax._src.targets import apply_tree
 from cutmix_jax._src.targets import mix_boxes
 from cutmix_jax._src.targets import MixedBoxes
@@ -64,6 +68,7 @@ __all__ = (
     "mixup",
     "one_hot",
     "partner_rows",
+    "resizemix",
     "sample_box",
     "sample_cutmix",
     "sample_cutmix_cuboid",
@@ -73,5 +78,8 @@ __all__ = (
     "sample_mix",
     "sample_mixup",
     "sample_multibox",
+    "sample_resizemix",
+    "sample_switch",
     "smooth_labels",
+    "switch",
 )

@@ -12,14 +12,16 @@ X = np.random.default_rng(0).normal(size=(16, 6, 10, 3)).astype(np.float32)
 Y = np.arange(16) % 5
 KEY = jax.random.key(0)
 CASES = [("cutmix", "elem"), ("cutmix", "pair"), ("mix", "elem"),
-         ("cutout", "elem")]
+         ("cutout", "elem"), ("resizemix", "elem"), ("switch", "pair")]
+SWITCH_PROBS = {"cutmix": 1.0, "mixup": 1.0, "cutout": 1.0, "resizemix": 1.0}
 
 
 def op_fn(op, mode, axis_name):
   def fn(key, x, y):
     if op == "cutout":
       return cj.cutout(key, x, mode=mode, axis_name=axis_name, invariant=True), y
-    kwargs = dict(alpha=0.3) if op == "cutmix" else dict(mixup_alpha=0.3)
+    kwargs = {"cutmix": dict(alpha=0.3), "mix": dict(mixup_alpha=0.3),
+              "resizemix": {}, "switch": dict(probs=SWITCH_PROBS)}[op]
     return getattr(cj, op)(key, x, y, num_classes=5, mode=mode,
                            axis_name=axis_name, invariant=True, **kwargs)
   return fn

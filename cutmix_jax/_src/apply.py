@@ -23,10 +23,12 @@ from cutmix_jax._src.sampling import MixParams, Op
 ArrayLike = jax.typing.ArrayLike
 
 
-def partner_rows(params: MixParams, x: jax.Array) -> jax.Array:
+def partner_rows(params, x: jax.Array) -> jax.Array:
   """Each sample's partner, `x[params.partner]`, as cheaply as the pairing
   allows: a reversal or a roll inside each group; a gather only for 'permute'
   (or where an explicit sharding rules the cheap form out)."""
+  if getattr(params, "exchange_axis", None) is not None:
+    return _partner_rows_across(params, x)
   batch = x.shape[0]
   groups = params.groups
   explicit = sharding.is_explicit(x)
@@ -45,6 +47,24 @@ def partner_rows(params: MixParams, x: jax.Array) -> jax.Array:
   else:
     grouped = jnp.roll(grouped, 1, axis=1)
   return sharding.reshape(grouped, x.shape)
+
+
+def _partner_rows_across(params: MixParams, x: jax.Array) -> jax.Array:
+  """Partners on other shards (`cross_device=True`), by one `lax.ppermute`.
+
+  Global 'flip' pairs global sample g with G - 1 - g: shard i's partners are
+  shard n - 1 - i's samples reversed, so each shard swaps its whole batch.
+  Global 'roll' pairs g with g - 1: only each shard's last sample moves, to
+  the next shard.
+  """
+  axis = params.exchange_axis
+  shards = lax.axis_size(axis)
+  if params.pairing == "flip":
+    swapped = lax.ppermute(x, axis, [(i, shards - 1 - i) for i in range(shards)])
+    return lax.rev(swapped, (0,))
+  last = lax.ppermute(x[-1:], axis, [(i, (i + 1) % shards)
+                                      for i in range(shards)])
+  return jnp.concatenate([last, x[:-1]], axis=0)
 
 
 def _check_params(params: MixParams, batch: int, name: str) -> None:
@@ -163,6 +183,7 @@ def apply_params(
     *,
     layout: str = "NHWC",
     fill_value: ArrayLike = 0,
+    resize: str = "linear",
 ) -> jax.Array:
   """Applies one draw to a batch-major array.
 
@@ -174,19 +195,26 @@ def apply_params(
   - MixUp samples become `lam * own + (1 - lam) * partner`, computed in
     float32; integer arrays are rounded to nearest and cast back (exact for
     the endpoints, so unmixed samples keep their values).
+  - ResizeMix samples take their whole partner, resized to the box, inside
+    the box (see `resize`).
   - Other samples are returned unchanged.
 
   Selects keep the dtype and the exact values of the input.
 
   Args:
-    params: a draw from `sample_cutmix`, `sample_mixup`, `sample_mix` or
-      `sample_cutout`.
+    params: a draw from any of the box or blend samplers (`sample_cutmix`,
+      `sample_mixup`, `sample_mix`, `sample_cutout`, `sample_resizemix`,
+      `sample_switch`).
     x: the array, `[batch, height, width, channels]` by default.
     layout: the axes of `x`: 'NHWC', 'NCHW', 'NHW', or with extra axes such as
       video 'NTHWC' or 'NCTHW'. Axes other than N, H and W share the box of
       their sample, so every frame of a clip gets the same box.
     fill_value: Cutout's fill, a scalar or an array broadcastable to the
       trailing axes after 'W' (for example per-channel `[channels]`).
+    resize: ResizeMix's resampling: 'linear' (antialiased, computed in
+      float32, rounded back for integer dtypes) or 'nearest' (copies values,
+      for label maps; `apply_tree` uses it for select leaves). Other ops
+      ignore it.
 
   Returns:
     An array with the shape and dtype of `x`.
@@ -210,27 +238,87 @@ def apply_params(
         f"{validation.describe(x)}) but params were drawn for "
         f"{(params.height, params.width)}."
     )
-  if params.method in ("mixup", "mix") and x.dtype == jnp.bool_:
+  ops = params.possible_ops
+  if Op.RESIZEMIX in ops:
+    validation.check_choice(resize, "resize", RESIZE_METHODS)
+    if resize == "linear" and x.dtype == jnp.bool_:
+      raise TypeError("x of dtype bool needs resize='nearest' for ResizeMix.")
+  if Op.MIXUP in ops and x.dtype == jnp.bool_:
     raise TypeError("x of dtype bool cannot be blended by MixUp.")
 
-  view, view_h_axis, col_scale = _spatial_view(x, h_axis)
-  method = params.method
-  if method == "mixup":
-    mixed = _blend(view, partner_rows(params, view), params.lam)
-    is_mixup = _per_sample(params.op == Op.MIXUP, view.ndim)
-    out = jnp.where(is_mixup, mixed, view)
+  # Resizing needs the true layout; the other ops run on a folded view.
+  if Op.RESIZEMIX in ops:
+    view, view_h_axis, col_scale = x, h_axis, 1
   else:
-    in_box = _in_box(params.box, view.shape, view_h_axis, col_scale)
-    if method == "cutout":
-      fill = _fill_row(jnp.asarray(fill_value), x, h_axis, folded=view is not x)
-      out = jnp.where(in_box, fill, view)
+    view, view_h_axis, col_scale = _spatial_view(x, h_axis)
+  in_box = _in_box(params.box, view.shape, view_h_axis, col_scale)
+  op = _per_sample(params.op, view.ndim)
+  needs_partner = any(o in ops for o in (Op.CUTMIX, Op.MIXUP, Op.RESIZEMIX))
+  partner = partner_rows(params, view) if needs_partner else None
+  # What each sample takes inside its box, chosen per sample by its op.
+  pasted = None
+  for box_op in (Op.CUTMIX, Op.RESIZEMIX, Op.CUTOUT):
+    if box_op not in ops:
+      continue
+    if box_op == Op.CUTMIX:
+      value = partner
+    elif box_op == Op.RESIZEMIX:
+      value = _resize_into_box(partner, params.box, view_h_axis, resize)
     else:
-      partner = partner_rows(params, view)
-      out = jnp.where(in_box, partner, view)
-      if method == "mix":
-        is_mixup = _per_sample(params.op == Op.MIXUP, view.ndim)
-        out = jnp.where(is_mixup, _blend(view, partner, params.lam), out)
+      value = _fill_row(jnp.asarray(fill_value), x, h_axis,
+                        folded=view is not x)
+    pasted = value if pasted is None else jnp.where(op == box_op, value, pasted)
+  out = view if pasted is None else jnp.where(in_box, pasted, view)
+  if Op.MIXUP in ops:
+    out = jnp.where(op == Op.MIXUP, _blend(view, partner, params.lam), out)
   return sharding.reshape(out, x.shape) if out.shape != x.shape else out
+
+
+RESIZE_METHODS = ("linear", "nearest")
+
+
+def _resize_into_box(partner, box, h_axis, method):
+  """Each partner image resized to fill its sample's box, on a full canvas.
+
+  Pixels outside the box are don't-care (the caller selects inside only).
+  'linear' is `jax.image.scale_and_translate` with an antialiased triangle
+  kernel, computed in float32 and rounded back for integer dtypes; 'nearest'
+  takes source pixel `floor(offset * side / box_side)` (PyTorch's 'nearest'),
+  so it only copies values (for label maps). Box sides and offsets are per sample and traced: the
+  output shape is static.
+  """
+  height, width = partner.shape[h_axis], partner.shape[h_axis + 1]
+  top, left = box[:, 0], box[:, 1]
+  box_h = jnp.maximum(box[:, 2] - top, 1).astype(jnp.float32)
+  box_w = jnp.maximum(box[:, 3] - left, 1).astype(jnp.float32)
+  if method == "nearest":
+    def source(start, size, side):
+      pos = lax.broadcasted_iota(jnp.float32, (1, side), 1)
+      idx = jnp.floor((pos - start[:, None]) * (side / size[:, None]))
+      return jnp.clip(idx, 0, side - 1).astype(jnp.int32)
+
+    def gather(img, rows, cols):
+      return jnp.take(jnp.take(img, rows, axis=h_axis - 1), cols,
+                      axis=h_axis)
+
+    return jax.vmap(gather)(partner, source(top.astype(jnp.float32), box_h,
+                                            height),
+                            source(left.astype(jnp.float32), box_w, width))
+  dtype = partner.dtype
+  compute = jnp.promote_types(dtype, jnp.float32)
+  scale = jnp.stack([box_h / height, box_w / width], axis=-1)
+  translation = jnp.stack([top, left], axis=-1).astype(jnp.float32)
+
+  def resize(img, scale, translation):
+    return jax.image.scale_and_translate(
+        img.astype(compute), img.shape, (h_axis - 1, h_axis), scale,
+        translation, "linear", antialias=True)
+
+  out = jax.vmap(resize)(partner, scale, translation)
+  if jnp.issubdtype(dtype, jnp.integer):
+    info = jnp.iinfo(dtype)
+    out = jnp.clip(jnp.round(out), info.min, info.max)
+  return out.astype(dtype)
 
 
 def _fill_row(fill, x, h_axis, *, folded):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Optional, Union
 
 import jax
@@ -42,6 +43,7 @@ def cutmix(
     layout: str = "NHWC",
     axis_name: AxisName = None,
     invariant: bool = False,
+    cross_device: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
   """CutMix (Yun et al., ICCV 2019, arXiv:1905.04899) on a batch.
 
@@ -70,6 +72,8 @@ def cutmix(
     axis_name: under `shard_map`/`pmap`, fold the axis index into the key.
     invariant: draws that depend on the key and the global sample index only,
       identical on any number of devices (see `sample_cutmix`).
+    cross_device: with `axis_name`, pair across shards by one `lax.ppermute`
+      (see `sample_cutmix`).
 
   Returns:
     `(images, targets)`: images with the input's shape and dtype, and float
@@ -88,6 +92,7 @@ def cutmix(
       key, batch, height, width, alpha=alpha, prob=prob, mode=mode,
       pairing=pairing, groups=groups, placement=placement, minmax=minmax,
       axis_name=axis_name, invariant=invariant,
+      cross_device=cross_device,
   )
   return _apply(params, images, labels, layout, num_classes, label_smoothing)
 
@@ -107,6 +112,7 @@ def mixup(
     layout: str = "NHWC",
     axis_name: AxisName = None,
     invariant: bool = False,
+    cross_device: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
   """MixUp (Zhang et al., ICLR 2018, arXiv:1710.09412) on a batch.
 
@@ -132,6 +138,7 @@ def mixup(
   params = sampling.sample_mixup(
       key, batch, alpha=alpha, prob=prob, mode=mode, pairing=pairing,
       groups=groups, axis_name=axis_name, invariant=invariant,
+      cross_device=cross_device,
   )
   return _apply(params, images, labels, layout, num_classes, label_smoothing)
 
@@ -155,6 +162,7 @@ def mix(
     layout: str = "NHWC",
     axis_name: AxisName = None,
     invariant: bool = False,
+    cross_device: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
   """CutMix or MixUp, switched per batch, pair or sample, as timm's `Mixup`.
 
@@ -179,6 +187,7 @@ def mix(
       cutmix_alpha=cutmix_alpha, switch_prob=switch_prob, prob=prob,
       mode=mode, pairing=pairing, groups=groups, placement=placement,
       cutmix_minmax=cutmix_minmax, axis_name=axis_name, invariant=invariant,
+      cross_device=cross_device,
   )
   return _apply(params, images, labels, layout, num_classes, label_smoothing)
 
@@ -226,6 +235,107 @@ def cutout(
   return apply_lib.apply_params(
       params, images, layout=layout, fill_value=fill_value
   )
+
+
+def resizemix(
+    key: jax.Array,
+    images: ArrayLike,
+    labels: ArrayLike,
+    *,
+    scale: tuple[float, float] = (0.1, 0.8),
+    resize: str = "linear",
+    num_classes: Optional[int] = None,
+    label_smoothing: ArrayLike = 0.0,
+    prob: ArrayLike = 1.0,
+    mode: str = "batch",
+    pairing: str = "flip",
+    groups: int = 1,
+    layout: str = "NHWC",
+    axis_name: AxisName = None,
+    invariant: bool = False,
+    cross_device: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+  """ResizeMix (Qin et al. 2020, arXiv:2012.11101) on a batch.
+
+  Each mixed sample gets its whole partner, resized, pasted into a box whose
+  side is a fraction tau ~ Uniform(`scale`) of the image's; its target is
+  `lam * y + (1 - lam) * y[partner]` with `1 - lam` the box's exact pixel
+  fraction. See `sample_resizemix`; `resize` is as in `apply_params`. Other
+  options are as in `cutmix`.
+
+  Returns:
+    `(images, targets)`, with float targets `[batch, num_classes]`.
+
+  >>> out, y = resizemix(jax.random.key(0), jnp.zeros((4, 32, 32, 3)),
+  ...                    jnp.arange(4), num_classes=4)
+  >>> out.shape, bool(jnp.allclose(y.sum(-1), 1.0))
+  ((4, 32, 32, 3), True)
+  """
+  images, labels, batch, height, width = _prepare(
+      key, images, labels, layout, num_classes
+  )
+  params = sampling.sample_resizemix(
+      key, batch, height, width, scale=scale, prob=prob, mode=mode,
+      pairing=pairing, groups=groups, axis_name=axis_name,
+      invariant=invariant, cross_device=cross_device,
+  )
+  return _apply(params, images, labels, layout, num_classes, label_smoothing,
+                resize=resize)
+
+
+def switch(
+    key: jax.Array,
+    images: ArrayLike,
+    labels: ArrayLike,
+    *,
+    probs: Mapping[str, ArrayLike],
+    cutmix_alpha: ArrayLike = 1.0,
+    mixup_alpha: ArrayLike = 0.8,
+    cutout_size: Union[int, tuple[int, int], None] = None,
+    resize_scale: tuple[float, float] = (0.1, 0.8),
+    fill_value: ArrayLike = 0,
+    resize: str = "linear",
+    num_classes: Optional[int] = None,
+    label_smoothing: ArrayLike = 0.0,
+    prob: ArrayLike = 1.0,
+    mode: str = "batch",
+    pairing: str = "flip",
+    groups: int = 1,
+    placement: str = "official",
+    cutmix_minmax: Optional[tuple[float, float]] = None,
+    layout: str = "NHWC",
+    axis_name: AxisName = None,
+    invariant: bool = False,
+    cross_device: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+  """A per-batch, per-pair or per-sample switch among CutMix, MixUp, Cutout
+  and ResizeMix, with user-given probabilities.
+
+  `prob` decides once whether a draw mixes; `probs` then picks the op (see
+  `sample_switch`). Cutout samples keep their labels (`lam` = 1). Options are
+  as in `cutmix`, `cutout` and `resizemix`.
+
+  Returns:
+    `(images, targets)`, with float targets `[batch, num_classes]`.
+
+  >>> out, y = switch(jax.random.key(0), jnp.zeros((8, 32, 32, 3)),
+  ...                 jnp.arange(8), num_classes=8, mode="elem", prob=0.9,
+  ...                 probs={"cutmix": 0.4, "mixup": 0.4, "cutout": 0.2})
+  >>> out.shape, bool(jnp.allclose(y.sum(-1), 1.0))
+  ((8, 32, 32, 3), True)
+  """
+  images, labels, batch, height, width = _prepare(
+      key, images, labels, layout, num_classes
+  )
+  params = sampling.sample_switch(
+      key, batch, height, width, probs=probs, cutmix_alpha=cutmix_alpha,
+      mixup_alpha=mixup_alpha, cutout_size=cutout_size,
+      resize_scale=resize_scale, prob=prob, mode=mode, pairing=pairing,
+      groups=groups, placement=placement, cutmix_minmax=cutmix_minmax,
+      axis_name=axis_name, invariant=invariant, cross_device=cross_device,
+  )
+  return _apply(params, images, labels, layout, num_classes, label_smoothing,
+                fill_value=fill_value, resize=resize)
 
 
 def cutmix_pair(
@@ -287,8 +397,10 @@ def cutmix_pair(
   return jnp.where(mask, image_b, image_a), lam_used
 
 
-def _apply(params, images, labels, layout, num_classes, label_smoothing):
-  mixed = apply_lib.apply_params(params, images, layout=layout)
+def _apply(params, images, labels, layout, num_classes, label_smoothing,
+           **apply_options):
+  mixed = apply_lib.apply_params(params, images, layout=layout,
+                                 **apply_options)
   targets = apply_lib.mix_labels(
       params, labels, num_classes=num_classes, label_smoothing=label_smoothing
   )

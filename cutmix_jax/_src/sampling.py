@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
+from collections.abc import Mapping
 from typing import Any, Optional, Sequence, Union
 
 import jax
@@ -33,6 +35,17 @@ class Op(enum.IntEnum):
   MIXUP = 1  # blended with its partner: lam * own + (1 - lam) * partner
   CUTMIX = 2  # box pasted from its partner
   CUTOUT = 3  # box filled with a constant
+  RESIZEMIX = 4  # the whole partner, resized, pasted into the box
+
+
+# The ops each sampler can draw; a 'switch' draw names its own in `ops`.
+_METHOD_OPS = {
+    "cutmix": (Op.CUTMIX,),
+    "mixup": (Op.MIXUP,),
+    "mix": (Op.CUTMIX, Op.MIXUP),
+    "cutout": (Op.CUTOUT,),
+    "resizemix": (Op.RESIZEMIX,),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +73,12 @@ class MixParams:
     groups: static, the number of equal contiguous batch blocks that pairing
       stays inside.
     method: static, the sampler that drew this ('cutmix', 'mixup', 'mix',
-      'cutout'); it lets `apply_params` emit only the code that can run.
+      'cutout', 'resizemix', 'switch'); it lets `apply_params` emit only the
+      code that can run.
+    ops: static, for method 'switch', the `Op`s the draw may hold.
+    exchange_axis: static, set by `cross_device=True`: the mapped axis over
+      which partners are fetched from other shards. `partner` then indexes
+      the global batch.
   """
 
   lam: jax.Array
@@ -72,13 +90,72 @@ class MixParams:
   pairing: str = "flip"
   groups: int = 1
   method: str = "cutmix"
+  ops: tuple[int, ...] = ()
+  exchange_axis: Any = None
+
+  @property
+  def possible_ops(self) -> tuple[Op, ...]:
+    """The ops this draw may hold, known at trace time."""
+    if self.method == "switch":
+      return tuple(Op(o) for o in self.ops)
+    return _METHOD_OPS[self.method]
 
 
 jax.tree_util.register_dataclass(
     MixParams,
     data_fields=["lam", "box", "partner", "op"],
-    meta_fields=["height", "width", "pairing", "groups", "method"],
+    meta_fields=["height", "width", "pairing", "groups", "method", "ops",
+                 "exchange_axis"],
 )
+
+
+# ---------------------------------------------------------------------------
+# Random words
+
+_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _threefry2x32(k0, k1, x0, x1):
+  """Threefry-2x32 (20 rounds), unrolled, as JAX computes it on GPUs.
+
+  On CPUs JAX emits the rounds as a 5-step while loop, a fixed cost of a few
+  tens of microseconds per call that dominated a draw for a CIFAR batch;
+  unrolled, the hash fuses with its consumers into one loop.
+  """
+  ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+  x0, x1 = x0 + ks[0], x1 + ks[1]
+  for i in range(5):
+    for r in _THREEFRY_ROTATIONS[i % 2]:
+      x0 = x0 + x1
+      x1 = x0 ^ ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r)))
+    x0 = x0 + ks[(i + 1) % 3]
+    x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+  return x0, x1
+
+
+def _is_threefry(key) -> bool:
+  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return str(jax.random.key_impl(key)) == "threefry2x32"
+  return jax.config.jax_default_prng_impl == "threefry2x32"
+
+
+def _random_bits(key, shape) -> jax.Array:
+  """`jax.random.bits(key, shape, jnp.uint32)`, bit for bit.
+
+  For threefry keys (JAX's default) with the default partitionable layout,
+  the words are hashed by the unrolled `_threefry2x32` of a 64-bit counter,
+  exactly as `jax.random.bits` does; other key types go to JAX.
+  """
+  shape = tuple(shape)
+  size = math.prod(shape)
+  if (not _is_threefry(key) or not jax.config.jax_threefry_partitionable
+      or size >= 2**32):
+    return jax.random.bits(key, shape, jnp.uint32)
+  data = jax.random.key_data(key) if jax.dtypes.issubdtype(
+      key.dtype, jax.dtypes.prng_key) else key
+  counter = lax.iota(jnp.uint32, size).reshape(shape)
+  hi, lo = _threefry2x32(data[0], data[1], jnp.zeros_like(counter), counter)
+  return hi ^ lo
 
 
 # ---------------------------------------------------------------------------
@@ -221,7 +298,7 @@ def sample_lam(
   validation.check_key(key)
   validation.check_positive(alpha, "alpha")
   shape = tuple(shape)
-  bits = jax.random.bits(key, (_lam_words(alpha),) + shape, jnp.uint32)
+  bits = _random_bits(key, (_lam_words(alpha),) + shape)
   return _lam_from_bits(bits, alpha, _retry_uniforms(key, 0, shape))
 
 
@@ -378,8 +455,7 @@ def _pairing_structure(key, batch_size, groups, pairing, mode):
   elif pairing == "roll":
     partner = offsets + (j - 1) % block
   else:
-    perm_bits = jax.random.bits(jax.random.fold_in(key, 3), (groups, block),
-                                jnp.uint32)
+    perm_bits = _random_bits(jax.random.fold_in(key, 3), (groups, block))
     perm = jnp.argsort(perm_bits, axis=1)
     perm = perm.astype(jnp.int32)
     if mode == "pair":
@@ -401,7 +477,7 @@ def _pairing_structure(key, batch_size, groups, pairing, mode):
 
 
 def _check_common(key, batch_size, mode, pairing, groups, prob,
-                  invariant=False):
+                  invariant=False, cross_device=False, axis_name=None):
   validation.check_key(key)
   batch_size = validation.check_size(batch_size, "batch_size")
   validation.check_choice(mode, "mode", validation.MODES)
@@ -429,6 +505,25 @@ def _check_common(key, batch_size, mode, pairing, groups, prob,
           f"invariant=True pairs samples (2k, 2k + 1), so the (per-shard) "
           f"batch size must be even, got {batch_size}."
       )
+  if cross_device:
+    if axis_name is None:
+      raise ValueError(
+          "cross_device=True needs axis_name (inside shard_map or pmap); under "
+          "plain jit over a sharded batch, groups=1 already pairs across "
+          "devices."
+      )
+    if invariant:
+      raise ValueError(
+          "cross_device=True and invariant=True exclude each other: invariant "
+          "draws pair samples (2k, 2k + 1) inside a shard.")
+    if pairing not in ("flip", "roll"):
+      raise ValueError(
+          f"cross_device=True supports pairing 'flip' or 'roll' (one "
+          f"lax.ppermute); got pairing={pairing!r}.")
+    if groups != 1:
+      raise ValueError(
+          f"cross_device=True pairs over the whole global batch; groups must "
+          f"be 1, got {groups}.")
   return batch_size, groups
 
 
@@ -453,17 +548,29 @@ def _sample(
     cutmix_alpha=None,
     mixup_alpha=None,
     switch_prob=None,
+    op_probs=None,
     placement="official",
     cutmix_minmax=None,
     cutout_size=None,
+    resize_scale=None,
     invariant=False,
+    cross_device=False,
 ):
-  """The shared sampler behind `sample_cutmix/mixup/mix/cutout`.
+  """The shared sampler behind the `sample_*` functions.
 
-  Every random word of a draw comes from one `jax.random.bits` call, cut into
+  Every random word of a draw comes from one `_random_bits` call, cut into
   rows: on a CPU each PRNG call is a loop and some small kernels of its own,
   which dominated the cost of a draw.
   """
+  if cross_device:
+    return _sample_cross_device(
+        key, batch_size, height, width, method=method, mode=mode,
+        pairing=pairing, prob=prob, axis_name=axis_name,
+        cutmix_alpha=cutmix_alpha, mixup_alpha=mixup_alpha,
+        switch_prob=switch_prob, op_probs=op_probs, placement=placement,
+        cutmix_minmax=cutmix_minmax, cutout_size=cutout_size,
+        resize_scale=resize_scale,
+    )
   if invariant:
     # Pairs are (2k, 2k + 1) of the global batch, and draw d of this shard is
     # global draw `offset + d`: nothing depends on how the batch is split.
@@ -477,39 +584,39 @@ def _sample(
   )
   n = {"batch": 1, "elem": batch_size, "pair": pair_draws}[mode]
 
-  use_cutmix = method in ("cutmix", "mix")
-  use_mixup = method in ("mixup", "mix")
+  ops = tuple(Op[name.upper()] for name in op_probs) if op_probs else (
+      _METHOD_OPS[method])
+  use_cutmix = Op.CUTMIX in ops
+  use_mixup = Op.MIXUP in ops
   always = validation.is_static_number(prob) and float(prob) == 1.0
   cutmix_alpha_drawn = _drawable(cutmix_alpha)
   mixup_alpha_drawn = _drawable(mixup_alpha)
+  # The row order keeps each older sampler's random stream unchanged.
   rows = {
       "apply": 0 if always else 1,
-      "switch": 1 if method == "mix" else 0,
-      "box": (4 if cutmix_minmax is not None else 2) if use_cutmix else (
-          2 if method == "cutout" else 0),
+      "switch": 1 if len(ops) > 1 else 0,
+      "box": (4 if cutmix_minmax is not None else 2) if use_cutmix else 0,
       "cut_lam": _lam_words(cutmix_alpha_drawn)
                  if use_cutmix and cutmix_minmax is None else 0,
       "mix_lam": _lam_words(mixup_alpha_drawn) if use_mixup else 0,
+      "cutout_box": 2 if Op.CUTOUT in ops else 0,
+      "resize_box": 3 if Op.RESIZEMIX in ops else 0,
   }
   if invariant:
     sample_keys = jax.vmap(jax.random.fold_in, (None, 0))(
         key, offset + jnp.arange(n))
     words = jax.vmap(
-        lambda k: jax.random.bits(k, (sum(rows.values()),), jnp.uint32),
+        lambda k: _random_bits(k, (sum(rows.values()),)),
         out_axes=1)(sample_keys)
   else:
     sample_keys = None
-    words = jax.random.bits(key, (sum(rows.values()), n), jnp.uint32)
+    words = _random_bits(key, (sum(rows.values()), n))
   bits, start = {}, 0
   for name, count in rows.items():
     bits[name], start = words[start : start + count], start + count
 
-  if not always:
-    applied = _uniform01(bits["apply"][0]) < prob
-  lam = jnp.ones((n,), jnp.float32)
-  box = jnp.zeros((n, 4), jnp.int32)
-  op = jnp.full((n,), Op.NONE, jnp.int32)
-
+  # Each op's (lam, box) for every draw; the switch picks one per draw.
+  candidates = {}
   if use_cutmix:
     if cutmix_minmax is not None:
       cut_box = _box_from_minmax(bits["box"], height, width, cutmix_minmax)
@@ -523,9 +630,18 @@ def _sample(
     cut_lam = lam_from_box(cut_box, height, width)
     if not validation.is_static_number(cutmix_alpha) and cutmix_minmax is None:
       cut_lam = jnp.where(jnp.isnan(lam_drawn), jnp.nan, cut_lam)
+    candidates[Op.CUTMIX] = cut_lam, cut_box
   if use_mixup:
     mix_lam = _lam_from_bits(bits["mix_lam"], mixup_alpha_drawn,
                              _retry_uniforms(key, 2, (n,), sample_keys))
+    candidates[Op.MIXUP] = mix_lam, jnp.zeros((n, 4), jnp.int32)
+  if Op.CUTOUT in ops:
+    candidates[Op.CUTOUT] = jnp.ones((n,), jnp.float32), _cutout_box(
+        bits["cutout_box"], height, width, cutout_size)
+  if Op.RESIZEMIX in ops:
+    resize_box = _resize_box(bits["resize_box"], height, width, resize_scale)
+    candidates[Op.RESIZEMIX] = lam_from_box(resize_box, height, width), (
+        resize_box)
 
   if method == "mix":
     choose_cut = _uniform01(bits["switch"][0]) < switch_prob
@@ -535,26 +651,23 @@ def _sample(
     lam = jnp.where(choose_cut, cut_lam, mix_lam)
     box = jnp.where(choose_cut[:, None], cut_box, 0)
     op = jnp.where(choose_cut, Op.CUTMIX, Op.MIXUP).astype(jnp.int32)
-  elif method == "cutmix":
-    lam, box, op = cut_lam, cut_box, jnp.full((n,), Op.CUTMIX, jnp.int32)
-  elif method == "mixup":
-    lam, op = mix_lam, jnp.full((n,), Op.MIXUP, jnp.int32)
-  elif method == "cutout":
-    size_h, size_w = cutout_size
-    top = _uniform_int(bits["box"][0], height) - size_h // 2
-    left = _uniform_int(bits["box"][1], width) - size_w // 2
-    box = jnp.stack(
-        [
-            jnp.clip(top, 0, height),
-            jnp.clip(left, 0, width),
-            jnp.clip(top + size_h, 0, height),
-            jnp.clip(left + size_w, 0, width),
-        ],
-        axis=-1,
-    )
-    op = jnp.full((n,), Op.CUTOUT, jnp.int32)
+  elif len(ops) == 1:
+    lam, box = candidates[ops[0]]
+    op = jnp.full((n,), int(ops[0]), jnp.int32)
+  else:
+    choice = _choose(bits["switch"][0], [op_probs[o.name.lower()] for o in ops])
+    lam, box = candidates[ops[0]]
+    for i, o in enumerate(ops[1:], 1):
+      lam = jnp.where(choice == i, candidates[o][0], lam)
+      box = jnp.where((choice == i)[:, None], candidates[o][1], box)
+    op = jnp.asarray(ops, jnp.int32)[choice]
+  if op_probs and not all(
+      validation.is_static_number(p) for p in op_probs.values()):
+    total = sum(jnp.asarray(p, jnp.float32) for p in op_probs.values())
+    lam = jnp.where(total > 0, lam, jnp.nan)
 
   if not always:
+    applied = _uniform01(bits["apply"][0]) < prob
     lam = jnp.where(applied, lam, 1.0)
     box = jnp.where(applied[:, None], box, 0)
     op = jnp.where(applied, op, Op.NONE).astype(jnp.int32)
@@ -565,9 +678,12 @@ def _sample(
     op = jnp.broadcast_to(op, (batch_size,))
   elif mode == "pair":
     lam, box, op = lam[pair_draw], box[pair_draw], op[pair_draw]
-  if method != "cutout":
-    # A sample paired with itself is left exactly as it is, and says so.
+  if ops != (Op.CUTOUT,):
+    # A sample paired with itself is left exactly as it is, and says so
+    # (Cutout needs no partner).
     mixed = partner != jnp.arange(batch_size, dtype=jnp.int32)
+    if Op.CUTOUT in ops:
+      mixed = mixed | (op == Op.CUTOUT)
     lam = jnp.where(mixed, lam, 1.0)
     box = jnp.where(mixed[:, None], box, 0)
     op = jnp.where(mixed, op, Op.NONE).astype(jnp.int32)
@@ -583,6 +699,70 @@ def _sample(
       pairing=pairing,
       groups=groups,
       method=method,
+      ops=tuple(int(o) for o in ops) if method == "switch" else (),
+  )
+
+
+def _choose(bits, probs):
+  """Index i with probability probs[i] / sum(probs), from uint32 bits.
+
+  Thresholds are normalised cumulative sums, so a zero-probability op is
+  never chosen, the last one included (its threshold is exactly 1).
+  """
+  cum = jnp.cumsum(jnp.stack([jnp.asarray(p, jnp.float32) for p in probs]))
+  thresholds = cum[:-1] / cum[-1]
+  u = _uniform01(bits)
+  return jnp.sum(u[:, None] >= thresholds[None, :], axis=1).astype(jnp.int32)
+
+
+def _cutout_box(bits, height, width, size):
+  """Cutout's box: centred uniformly over the image, clipped to it."""
+  size_h, size_w = size
+  top = _uniform_int(bits[0], height) - size_h // 2
+  left = _uniform_int(bits[1], width) - size_w // 2
+  return jnp.stack(
+      [
+          jnp.clip(top, 0, height),
+          jnp.clip(left, 0, width),
+          jnp.clip(top + size_h, 0, height),
+          jnp.clip(left + size_w, 0, width),
+      ],
+      axis=-1,
+  )
+
+
+def _resize_box(bits, height, width, scale):
+  """ResizeMix's box: sides `floor(tau * side)` for tau ~ U(lo, hi), placed
+  uniformly where it fits whole, so the resized partner is never clipped."""
+  lo, hi = scale
+  tau = lo + (hi - lo) * _uniform01(bits[0])
+  box_h = jnp.floor(height * tau).astype(jnp.int32)
+  box_w = jnp.floor(width * tau).astype(jnp.int32)
+  top = _uniform_int(bits[1], height - box_h + 1)
+  left = _uniform_int(bits[2], width - box_w + 1)
+  return jnp.stack([top, left, top + box_h, left + box_w], axis=-1)
+
+
+def _sample_cross_device(key, batch_size, height, width, *, axis_name,
+                         **kwargs):
+  """A draw for the global batch, as on one device; this shard's rows of it.
+
+  Every shard draws the whole global batch's parameters (a few numbers per
+  sample) from the same key and keeps its own rows, so the result equals a
+  single-device draw with `groups=1`; `partner_rows` then fetches partners
+  from the other shards with one `lax.ppermute`.
+  """
+  shards = lax.axis_size(axis_name)
+  params = _sample(key, batch_size * shards, height, width, groups=1,
+                   axis_name=None, **kwargs)
+  rows = lax.axis_index(axis_name) * batch_size + jnp.arange(batch_size)
+  return dataclasses.replace(
+      params,
+      lam=params.lam[rows],
+      box=params.box[rows],
+      partner=params.partner[rows],
+      op=params.op[rows],
+      exchange_axis=axis_name,
   )
 
 
@@ -611,7 +791,13 @@ _COMMON_ARGS_DOC = """
       shards are taken as consecutive blocks of the global batch). Sample
       (or pair) i draws from `fold_in(key, i)`, and pairs are the global
       samples (2k, 2k + 1), so the per-shard batch must be even and mode
-      'elem' or 'pair'; `pairing` and `groups` are then not used."""
+      'elem' or 'pair'; `pairing` and `groups` are then not used.
+    cross_device: with `axis_name`, pair over the global batch instead of
+      inside each shard: the draw equals a single-device draw for the global
+      batch (shards taken as consecutive blocks), and partners are fetched
+      with one `lax.ppermute`: 'flip' moves every shard's whole batch (shard
+      i swaps with shard n - 1 - i), 'roll' moves one sample per shard. So a
+      per-device batch of 1 or 2 still gets real mixing."""
 
 
 def _with_common_args(fn):
@@ -639,6 +825,7 @@ def sample_cutmix(
     minmax: Optional[tuple[float, float]] = None,
     axis_name: AxisName = None,
     invariant: bool = False,
+    cross_device: bool = False,
 ) -> MixParams:
   """Draws CutMix parameters (Yun et al., ICCV 2019, arXiv:1905.04899).
 
@@ -667,7 +854,8 @@ def sample_cutmix(
   ((4,), (4, 4), [3, 2, 1, 0])
   """
   batch_size, groups = _check_common(
-      key, batch_size, mode, pairing, groups, prob, invariant)
+      key, batch_size, mode, pairing, groups, prob, invariant,
+      cross_device, axis_name)
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
   validation.check_choice(placement, "placement", validation.PLACEMENTS)
@@ -678,7 +866,7 @@ def sample_cutmix(
   return _sample(
       key, batch_size, height, width, method="cutmix", mode=mode,
       pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
-      invariant=invariant,
+      invariant=invariant, cross_device=cross_device,
       cutmix_alpha=alpha, placement=placement, cutmix_minmax=minmax,
   )
 
@@ -707,6 +895,7 @@ def sample_mixup(
     groups: int = 1,
     axis_name: AxisName = None,
     invariant: bool = False,
+    cross_device: bool = False,
 ) -> MixParams:
   """Draws MixUp parameters (Zhang et al., ICLR 2018, arXiv:1710.09412).
 
@@ -728,12 +917,13 @@ def sample_mixup(
   ([2, 1, 0], [1, 0, 1])
   """
   batch_size, groups = _check_common(
-      key, batch_size, mode, pairing, groups, prob, invariant)
+      key, batch_size, mode, pairing, groups, prob, invariant,
+      cross_device, axis_name)
   validation.check_positive(alpha, "alpha")
   return _sample(
       key, batch_size, None, None, method="mixup", mode=mode,
       pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
-      invariant=invariant,
+      invariant=invariant, cross_device=cross_device,
       mixup_alpha=alpha,
   )
 
@@ -756,6 +946,7 @@ def sample_mix(
     cutmix_minmax: Optional[tuple[float, float]] = None,
     axis_name: AxisName = None,
     invariant: bool = False,
+    cross_device: bool = False,
 ) -> MixParams:
   """Draws the CutMix-or-MixUp switch, as timm's `Mixup` does.
 
@@ -784,7 +975,8 @@ def sample_mix(
   True
   """
   batch_size, groups = _check_common(
-      key, batch_size, mode, pairing, groups, prob, invariant)
+      key, batch_size, mode, pairing, groups, prob, invariant,
+      cross_device, axis_name)
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
   validation.check_choice(placement, "placement", validation.PLACEMENTS)
@@ -808,7 +1000,7 @@ def sample_mix(
   return _sample(
       key, batch_size, height, width, method="mix", mode=mode,
       pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
-      invariant=invariant,
+      invariant=invariant, cross_device=cross_device,
       cutmix_alpha=cutmix_alpha, mixup_alpha=mixup_alpha,
       switch_prob=switch_prob, placement=placement,
       cutmix_minmax=cutmix_minmax,
@@ -861,9 +1053,19 @@ def sample_cutout(
         f"invariant=True needs an even (per-shard) batch, got {batch_size}.")
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
+  return _sample(
+      key, batch_size, height, width, method="cutout", mode=mode,
+      pairing="flip", groups=1, prob=prob, axis_name=axis_name,
+      cutout_size=_check_cutout_size(size, height, width, "size"),
+      invariant=invariant,
+  )
+
+
+def _check_cutout_size(size, height, width, name):
+  """`(height, width)` of Cutout's box; by default half of each side."""
   if size is None:
-    size = (max(height // 2, 1), max(width // 2, 1))
-  elif isinstance(size, (int, np.integer)):
+    return max(height // 2, 1), max(width // 2, 1)
+  if isinstance(size, (int, np.integer)):
     size = (size, size)
   if not (
       isinstance(size, (tuple, list))
@@ -871,13 +1073,170 @@ def sample_cutout(
       and all(isinstance(s, (int, np.integer)) and s >= 0 for s in size)
   ):
     raise ValueError(
-        f"size must be an int or a (height, width) pair of ints >= 0, got "
+        f"{name} must be an int or a (height, width) pair of ints >= 0, got "
         f"{size!r}."
     )
+  return int(size[0]), int(size[1])
+
+
+def _check_scale(scale, name):
+  try:
+    lo, hi = (float(v) for v in scale)
+  except (TypeError, ValueError):
+    raise ValueError(
+        f"{name} must be a pair (lo, hi) of floats, got {scale!r}.") from None
+  if not 0.0 <= lo <= hi <= 1.0:
+    raise ValueError(f"{name} must satisfy 0 <= lo <= hi <= 1, got {scale!r}.")
+  return lo, hi
+
+
+@_with_common_args
+def sample_resizemix(
+    key: jax.Array,
+    batch_size: int,
+    height: int,
+    width: int,
+    *,
+    scale: tuple[float, float] = (0.1, 0.8),
+    prob: ArrayLike = 1.0,
+    mode: str = "batch",
+    pairing: str = "flip",
+    groups: int = 1,
+    axis_name: AxisName = None,
+    invariant: bool = False,
+    cross_device: bool = False,
+) -> MixParams:
+  """Draws ResizeMix boxes (Qin et al. 2020, arXiv:2012.11101).
+
+  The whole partner image, resized to the box, is pasted into it: nothing of
+  the partner is cut away, so its label is always present. The box keeps the
+  image's aspect ratio, with sides `floor(tau * height)` and
+  `floor(tau * width)` for tau ~ Uniform(lo, hi), and is placed uniformly
+  where it fits whole. `lam` is the exact fraction of pixels outside it.
+  `apply_params` does the resizing (antialiased linear by default), on a
+  canvas of fixed size, so the op stays jit-able.
+
+  Args:
+    key: a PRNG key.
+    batch_size: static batch size.
+    height: static image height.
+    width: static image width.
+    scale: `(lo, hi)`, the range of tau, the box side as a fraction of the
+      image side; the paper's default (0.1, 0.8).
+{common_args}
+
+  Returns:
+    A `MixParams` with `method='resizemix'`.
+
+  >>> p = sample_resizemix(jax.random.key(0), 2, 32, 32, scale=(0.5, 0.5))
+  >>> (p.box[:, 2:] - p.box[:, :2]).tolist(), p.lam.tolist()
+  ([[16, 16], [16, 16]], [0.75, 0.75])
+  """
+  batch_size, groups = _check_common(
+      key, batch_size, mode, pairing, groups, prob, invariant, cross_device,
+      axis_name)
+  height = validation.check_size(height, "height")
+  width = validation.check_size(width, "width")
   return _sample(
-      key, batch_size, height, width, method="cutout", mode=mode,
-      pairing="flip", groups=1, prob=prob, axis_name=axis_name,
-      cutout_size=(int(size[0]), int(size[1])), invariant=invariant,
+      key, batch_size, height, width, method="resizemix", mode=mode,
+      pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
+      invariant=invariant, cross_device=cross_device,
+      resize_scale=_check_scale(scale, "scale"),
+  )
+
+
+SWITCH_OPS = ("cutmix", "mixup", "cutout", "resizemix")
+
+
+@_with_common_args
+def sample_switch(
+    key: jax.Array,
+    batch_size: int,
+    height: int,
+    width: int,
+    *,
+    probs: Mapping[str, ArrayLike],
+    cutmix_alpha: ArrayLike = 1.0,
+    mixup_alpha: ArrayLike = 0.8,
+    cutout_size: Union[int, tuple[int, int], None] = None,
+    resize_scale: tuple[float, float] = (0.1, 0.8),
+    prob: ArrayLike = 1.0,
+    mode: str = "batch",
+    pairing: str = "flip",
+    groups: int = 1,
+    placement: str = "official",
+    cutmix_minmax: Optional[tuple[float, float]] = None,
+    axis_name: AxisName = None,
+    invariant: bool = False,
+    cross_device: bool = False,
+) -> MixParams:
+  """Draws a switch among CutMix, MixUp, Cutout and ResizeMix.
+
+  With probability `prob` a draw mixes (applied once, as everywhere); a
+  mixing draw is then op `name` with probability
+  `probs[name] / sum(probs.values())`. Per batch, pair or sample, following
+  `mode`. Each op's parameters are drawn as by its own sampler. Only the ops
+  named in `probs` are compiled into `apply_params`.
+
+  Args:
+    key: a PRNG key.
+    batch_size: static batch size.
+    height: static image height.
+    width: static image width.
+    probs: relative weights of the ops, a dict with some of the keys
+      'cutmix', 'mixup', 'cutout', 'resizemix'; values >= 0, may be traced
+      (a traced all-zero set gives NaN `lam`, which surfaces in the loss).
+    cutmix_alpha: CutMix's Beta parameter, > 0; may be traced.
+    mixup_alpha: MixUp's Beta parameter, > 0; may be traced.
+    cutout_size: Cutout's box side, as `size` in `sample_cutout`.
+    resize_scale: ResizeMix's side range, as `scale` in `sample_resizemix`.
+    placement: CutMix box placement, as in `sample_cutmix`.
+    cutmix_minmax: as `minmax` in `sample_cutmix`.
+{common_args}
+
+  Returns:
+    A `MixParams` with `method='switch'` and `ops` the chosen ops.
+
+  >>> p = sample_switch(jax.random.key(0), 8, 32, 32, mode="elem",
+  ...                   probs={"cutmix": 0.5, "cutout": 0.25, "resizemix": 0.25})
+  >>> set(p.op.tolist()) <= {Op.CUTMIX, Op.CUTOUT, Op.RESIZEMIX}
+  True
+  """
+  batch_size, groups = _check_common(
+      key, batch_size, mode, pairing, groups, prob, invariant, cross_device,
+      axis_name)
+  height = validation.check_size(height, "height")
+  width = validation.check_size(width, "width")
+  validation.check_choice(placement, "placement", validation.PLACEMENTS)
+  if not isinstance(probs, Mapping) or not probs:
+    raise ValueError(
+        f"probs must be a non-empty dict from op names {SWITCH_OPS} to "
+        f"weights, got {probs!r}.")
+  unknown = sorted(set(map(str, probs)) - set(SWITCH_OPS))
+  if unknown:
+    raise ValueError(
+        f"probs has unknown ops {unknown}; the ops are {SWITCH_OPS}.")
+  for name, weight in probs.items():
+    validation.check_positive(weight, f"probs[{name!r}]", allow_zero=True)
+  if all(validation.is_static_number(w) for w in probs.values()) and not sum(
+      float(w) for w in probs.values()):
+    raise ValueError(f"probs are all 0, got {dict(probs)!r}; make one > 0.")
+  if "cutmix" in probs and cutmix_minmax is None:
+    validation.check_positive(cutmix_alpha, "cutmix_alpha")
+  if "mixup" in probs:
+    validation.check_positive(mixup_alpha, "mixup_alpha")
+  if cutmix_minmax is not None:
+    cutmix_minmax = _check_minmax(cutmix_minmax)
+  return _sample(
+      key, batch_size, height, width, method="switch", mode=mode,
+      pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
+      invariant=invariant, cross_device=cross_device,
+      op_probs={name: probs[name] for name in SWITCH_OPS if name in probs},
+      cutmix_alpha=cutmix_alpha, mixup_alpha=mixup_alpha,
+      placement=placement, cutmix_minmax=cutmix_minmax,
+      cutout_size=_check_cutout_size(cutout_size, height, width,
+                                     "cutout_size"),
+      resize_scale=_check_scale(resize_scale, "resize_scale"),
   )
 
 

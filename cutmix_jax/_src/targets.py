@@ -9,6 +9,7 @@ padded detection boxes, with static shapes throughout.
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -76,43 +77,39 @@ def _per_leaf(option: Any, tree: Any, name: str, single: tuple[type, ...]):
   ]
 
 
-def _full_box_params(params: MixParams, take_partner, height, width):
-  """A CutMix-only draw: the whole image from the partner where asked."""
-  is_cut = params.op == Op.CUTMIX
-  full = jnp.array([0, 0, height, width], jnp.int32)
-  box = jnp.where(
-      take_partner[:, None], full, jnp.where(is_cut[:, None], params.box, 0)
-  )
-  op = jnp.where(take_partner | is_cut, Op.CUTMIX, Op.NONE).astype(jnp.int32)
-  return MixParams(
-      lam=params.lam, box=box, partner=params.partner, op=op, height=height,
-      width=width, pairing=params.pairing, groups=params.groups,
-      method="cutmix",
-  )
-
-
 def _select(params, x, layout, ignore_value):
-  """Applies a draw to `x` without ever blending two samples' values."""
-  method = params.method
-  if method == "cutout":
-    if ignore_value is None:
-      return x
-    return apply.apply_params(params, x, layout=layout, fill_value=ignore_value)
-  if method == "cutmix":
-    return apply.apply_params(params, x, layout=layout)
-  _, height, width, h_axis = validation.check_images(x, layout, "tree leaf")
-  is_mixup = params.op == Op.MIXUP
-  if ignore_value is None:
+  """Applies a draw to `x` without ever blending two samples' values.
+
+  MixUp samples become a full-image CutMix from the partner (when it has the
+  larger weight) or stay unchanged; Cutout leaves the map alone unless
+  `ignore_value` is set; ResizeMix resizes the map by nearest neighbour.
+  """
+  ops = params.possible_ops
+  if ops == (Op.CUTOUT,) and ignore_value is None:
+    return x
+  op, box = params.op, params.box
+  if Op.CUTOUT in ops and ignore_value is None:
+    op = jnp.where(op == Op.CUTOUT, Op.NONE, op)
+    box = jnp.where((params.op == Op.CUTOUT)[:, None], 0, box)
+  is_mixup = op == Op.MIXUP
+  new_ops = tuple(o for o in ops if o != Op.MIXUP
+                  and (o != Op.CUTOUT or ignore_value is not None))
+  if Op.MIXUP in ops:
+    _, height, width, _ = validation.check_images(x, layout, "tree leaf")
     # The source with the larger weight; a tie (lam == 0.5) keeps its own.
-    take_partner = is_mixup & (params.lam < 0.5)
-    return apply.apply_params(
-        _full_box_params(params, take_partner, height, width), x, layout=layout
-    )
-  out = apply.apply_params(
-      _full_box_params(params, jnp.zeros_like(is_mixup), height, width),
-      x,
-      layout=layout,
-  )
+    take_partner = is_mixup & (params.lam < 0.5) & (ignore_value is None)
+    full = jnp.array([0, 0, height, width], jnp.int32)
+    box = jnp.where(take_partner[:, None], full, box)
+    op = jnp.where(take_partner, Op.CUTMIX, jnp.where(is_mixup, Op.NONE, op))
+    new_ops = tuple(sorted(set(new_ops) | {Op.CUTMIX}))
+  selected = dataclasses.replace(
+      params, box=box, op=op.astype(jnp.int32), method="switch",
+      ops=tuple(int(o) for o in new_ops))
+  fill = 0 if ignore_value is None else ignore_value
+  out = apply.apply_params(selected, x, layout=layout, fill_value=fill,
+                           resize="nearest")
+  if Op.MIXUP not in ops or ignore_value is None:
+    return out
   disagree = (x != apply.partner_rows(params, x)) & is_mixup.reshape(
       (-1,) + (1,) * (x.ndim - 1)
   )
@@ -279,6 +276,22 @@ def _shrink_to_visible(box, cut):
   return jnp.stack([new_top, new_left, new_bottom, new_right], axis=-1)
 
 
+def _resize_boxes(boxes, paste, height, width):
+  """Partner boxes mapped into the ResizeMix box (`paste`, `[batch, 4]`).
+
+  Integer boxes are rounded to the nearest pixel edge.
+  """
+  f32 = jnp.promote_types(boxes.dtype, jnp.float32)
+  paste = paste.astype(f32)[:, None, :]
+  scale_y = (paste[..., 2] - paste[..., 0]) / height
+  scale_x = (paste[..., 3] - paste[..., 1]) / width
+  scale = jnp.stack([scale_y, scale_x, scale_y, scale_x], axis=-1)
+  out = jnp.tile(paste[..., :2], 2) + scale * boxes
+  if jnp.issubdtype(boxes.dtype, jnp.integer):
+    out = jnp.round(out)
+  return out.astype(boxes.dtype)
+
+
 def mix_boxes(
     params: MixParams,
     boxes: ArrayLike,
@@ -305,6 +318,9 @@ def mix_boxes(
     and gains each of the partner's valid boxes clipped to the rectangle,
     when the clipped area is > 0 and at least `min_visible` times the
     partner box's full area. So a zero-area box never survives CutMix.
+  - ResizeMix: the own-box rule for the pasted rectangle, and every valid
+    partner box, scaled and shifted into the rectangle with the image
+    (rounded to whole pixels for integer boxes), when its area stays > 0.
   - Cutout: the own-box rule only (an erased object is gone).
   - MixUp: all valid boxes of both images (the whole of each is visible).
   - unchanged samples: all of their valid boxes.
@@ -377,7 +393,7 @@ def mix_boxes(
   f32 = jnp.promote_types(boxes.dtype, jnp.float32)
   cut = params.box.astype(boxes.dtype)[:, None, :]
   op = params.op[:, None]
-  covers = (op == Op.CUTMIX) | (op == Op.CUTOUT)
+  covers = (op == Op.CUTMIX) | (op == Op.CUTOUT) | (op == Op.RESIZEMIX)
 
   inside = jnp.concatenate(
       [jnp.maximum(boxes[..., :2], cut[..., :2]),
@@ -406,8 +422,13 @@ def mix_boxes(
   gain_cut = (op == Op.CUTMIX) & (p_inside_area > 0) & (
       p_inside_area >= p_threshold
   )
-  gain = p_valid & (gain_cut | (op == Op.MIXUP))
   gained = jnp.where((op == Op.CUTMIX)[..., None], p_inside, p_boxes)
+  if Op.RESIZEMIX in params.possible_ops:
+    resized = _resize_boxes(p_boxes, params.box, params.height, params.width)
+    is_resize = op == Op.RESIZEMIX
+    gain_cut = gain_cut | (is_resize & (_area(resized) > 0))
+    gained = jnp.where(is_resize[..., None], resized, gained)
+  gain = p_valid & (gain_cut | (op == Op.MIXUP))
 
   cand_boxes = jnp.concatenate([own, gained], axis=1)
   cand_classes = jnp.concatenate([classes, p_classes], axis=1)
