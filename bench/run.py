@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import pathlib
+import subprocess
 import sys
 import time
 from typing import Any, Callable, Optional, Sequence
@@ -30,7 +31,10 @@ from bench import peers as peers_lib
 from bench import reference
 from bench import timing
 
-OPS = ("cutmix", "mixup", "cutout", "mix")
+OPS = ("cutmix", "mixup", "cutout", "mix", "resizemix", "switch")
+# The switch bench draws among all four ops with equal weights.
+TRAIN_AUGS = ("cutmix", "mixup", "cutout", "mix")  # the trainer's --aug
+SWITCH_PROBS = {"cutmix": 1.0, "mixup": 1.0, "cutout": 1.0, "resizemix": 1.0}
 MODES = ("batch", "pair", "elem")
 DTYPES = ("uint8", "bfloat16", "float32")
 SHAPES = ("256x32x32x3", "128x224x224x3")
@@ -94,12 +98,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                  help="skip the parameter-draw rows")
   p.add_argument("--no-peers", action="store_true",
                  help="skip timm/torchvision/Keras even if importable")
+  p.add_argument("--no-cross-device", action="store_true",
+                 help="skip the cross-device pairing section (a subprocess "
+                 "on 8 simulated CPU devices, or the real devices)")
   p.add_argument("--no-train", action="store_true",
                  help="skip the train-step section")
   p.add_argument("--train-models", nargs="+", default=None,
                  help="models for the train-step section (default: resnet20 "
                  "and tiny; tiny only with --quick)")
-  p.add_argument("--train-augs", nargs="+", default=list(OPS), choices=OPS,
+  p.add_argument("--train-augs", nargs="+", default=list(TRAIN_AUGS),
+                 choices=TRAIN_AUGS,
                  help="augmentations compared with --aug none in the train "
                  "step")
   p.add_argument("--train-mode", default=None, choices=MODES,
@@ -156,6 +164,13 @@ def op_fn(op: str, mode: str, num_classes: int, pairing: str) -> Callable:
         k, x, y, num_classes=num_classes, mode=mode, pairing=pairing)
   elif op == "cutout":
     f = lambda k, x, y: cm.cutout(k, x, mode=mode)
+  elif op == "resizemix":
+    f = lambda k, x, y: cm.resizemix(
+        k, x, y, num_classes=num_classes, mode=mode, pairing=pairing)
+  elif op == "switch":
+    f = lambda k, x, y: cm.switch(
+        k, x, y, num_classes=num_classes, mode=mode, pairing=pairing,
+        probs=SWITCH_PROBS)
   else:
     raise ValueError(op)
   return jax.jit(f)
@@ -172,6 +187,12 @@ def draw_fn(op: str, mode: str, shape, pairing: str) -> Callable:
   elif op == "mix":
     f = lambda k: cm.sample_mix(k, batch, height, width, mode=mode,
                                 pairing=pairing)
+  elif op == "resizemix":
+    f = lambda k: cm.sample_resizemix(k, batch, height, width, mode=mode,
+                                      pairing=pairing)
+  elif op == "switch":
+    f = lambda k: cm.sample_switch(k, batch, height, width, mode=mode,
+                                   pairing=pairing, probs=SWITCH_PROBS)
   else:
     f = lambda k: cm.sample_cutout(k, batch, height, width, mode=mode)
   return jax.jit(f)
@@ -283,6 +304,27 @@ def ops_section(args, shape, dtype, draws: bool, log) -> tuple[list, list]:
   return rows, skipped
 
 
+def cross_device_section(args, log) -> tuple[list, list]:
+  """Cross-device pairing vs pairing inside the shard, in a subprocess.
+
+  A subprocess, because simulated CPU devices must be requested before JAX
+  starts; on a GPU or TPU host it uses the real devices.
+  """
+  shape = "256x32x32x3" if not args.quick else "16x8x8x3"
+  cmd = [sys.executable, "-m", "bench.cross_device", "--shape", shape,
+         "--reps", str(args.reps), "--target-ms", str(args.target_ms)]
+  log(f"  cross-device: {' '.join(cmd[1:])} ...")
+  root = pathlib.Path(__file__).resolve().parent.parent
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(
+      p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+  done = subprocess.run(cmd, capture_output=True, text=True, cwd=root,
+                        env=env, check=False)
+  if done.returncode:
+    return [], [f"cross-device section failed: {done.stderr[-400:]}"]
+  return json.loads(done.stdout), []
+
+
 def train_section(args, log) -> tuple[list, list]:
   """Train-step overhead of each augmentation, if `train/` is importable."""
   try:
@@ -391,6 +433,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          log=log)
       rows += r
       skipped += [f"{shape_str(shape)} {dtype}: {x}" for x in s]
+  if not args.no_cross_device:
+    r, s = cross_device_section(args, log)
+    rows += r
+    skipped += s
   if not args.no_train:
     r, s = train_section(args, log)
     rows += r

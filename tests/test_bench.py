@@ -96,3 +96,16 @@ def test_missing_peers_are_skipped_not_errors(quick_run):
     if report["versions"].get(peer) is None:
       assert any(s.split(": ", 1)[-1].startswith(peer)
                  for s in report["skipped"])
+
+
+def test_cross_device_section(quick_run):
+  out, _ = quick_run
+  report = json.loads((out / "results.json").read_text())
+  rows = [r for r in report["rows"] if r["section"] == "cross-device"]
+  assert not [s for s in report["skipped"] if "cross-device" in s]
+  names = {r["name"] for r in rows}
+  for op in ("cutmix", "mixup"):
+    for variant in ("inside each shard", "cross_device flip",
+                    "cross_device roll"):
+      assert f"{op}, {variant}" in names
+  assert all(r["ratio"] > 0 and "8 cpu devices" in r["note"] for r in rows)
