@@ -12,12 +12,31 @@ X = np.random.default_rng(0).normal(size=(16, 6, 10, 3)).astype(np.float32)
 Y = np.arange(16) % 5
 KEY = jax.random.key(0)
 CASES = [("cutmix", "elem"), ("cutmix", "pair"), ("mix", "elem"),
-         ("cutout", "elem"), ("resizemix", "elem"), ("switch", "pair")]
+         ("cutout", "elem"), ("resizemix", "elem"), ("switch", "pair"),
+         ("multibox", "elem"), ("fmix", "pair"), ("cuboid", "elem")]
 SWITCH_PROBS = {"cutmix": 1.0, "mixup": 1.0, "cutout": 1.0, "resizemix": 1.0}
+
+
+def _mask_or_cuboid(op, mode, axis_name, key, x, y):
+  common = dict(mode=mode, axis_name=axis_name, invariant=True)
+  batch = x.shape[0]
+  if op == "cuboid":
+    # The images as clips of 2 frames of 3 x 10.
+    clips = x.reshape(batch, 2, 3, 10, 3)
+    c = cj.sample_cutmix_cuboid(key, batch, 2, 3, 10, **common)
+    return (cj.apply_cuboid(c, clips).reshape(x.shape),
+            cj.mix_labels(c.params, y, num_classes=5))
+  if op == "multibox":
+    p = cj.sample_multibox(key, batch, 6, 10, n_boxes=2, **common)
+  else:
+    p = cj.sample_fmix(key, batch, 6, 10, **common)
+  return cj.apply_mask_params(p, x), cj.mix_mask_labels(p, y, num_classes=5)
 
 
 def op_fn(op, mode, axis_name):
   def fn(key, x, y):
+    if op in ("multibox", "fmix", "cuboid"):
+      return _mask_or_cuboid(op, mode, axis_name, key, x, y)
     if op == "cutout":
       return cj.cutout(key, x, mode=mode, axis_name=axis_name, invariant=True), y
     kwargs = {"cutmix": dict(alpha=0.3), "mix": dict(mixup_alpha=0.3),

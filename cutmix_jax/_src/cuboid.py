@@ -78,6 +78,7 @@ def sample_cutmix_cuboid(
     groups: int = 1,
     placement: str = "official",
     axis_name: sampling.AxisName = None,
+    invariant: bool = False,
 ) -> CuboidParams:
   """Draws space-time CutMix cuboids for video clips.
 
@@ -100,6 +101,8 @@ def sample_cutmix_cuboid(
     groups: pair only inside this many equal contiguous blocks.
     placement: 'official' (centre uniform, cuboid clipped) or 'inside'.
     axis_name: as in `sample_cutmix`.
+    invariant: as in `sample_cutmix`: each draw depends on the key and its
+      global index only, so any number of devices gives the same cuboids.
 
   Returns:
     A `CuboidParams`.
@@ -110,17 +113,18 @@ def sample_cutmix_cuboid(
   """
   s = structure.draw_structure(
       key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
-      axis_name=axis_name,
+      axis_name=axis_name, invariant=invariant,
   )
   length = validation.check_size(length, "length")
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
   validation.check_choice(placement, "placement", validation.PLACEMENTS)
   validation.check_positive(alpha, "alpha")
-  k_lam, k_pos = jax.random.split(s.key)
-  lam = sampling.sample_lam(k_lam, alpha, (s.num_draws,))
+  lam = jax.vmap(lambda k: sampling.sample_lam(jax.random.fold_in(k, 0),
+                                               alpha))(s.draw_keys)
   ratio = jnp.cbrt(1.0 - lam)
-  bits = jax.random.bits(k_pos, (3, s.num_draws), jnp.uint32)
+  bits = jax.vmap(lambda k: sampling._random_bits(  # pylint: disable=protected-access
+      jax.random.fold_in(k, 1), (3,)), out_axes=1)(s.draw_keys)
   spans = [
       _span(b, jnp.floor(size * ratio).astype(jnp.int32), size, placement)
       for b, size in zip(bits, (length, height, width))
@@ -144,7 +148,7 @@ def sample_cutmix_cuboid(
       op=jnp.where(s.active, Op.CUTMIX, Op.NONE).astype(jnp.int32),
       height=height,
       width=width,
-      pairing=pairing,
+      pairing=s.pairing,
       groups=s.groups,
       method="cutmix",
   )

@@ -68,7 +68,7 @@ def _check_mask_params(params, batch, name):
     )
 
 
-def _finish(s, masks, pairing):
+def _finish(s, masks):
   """Per-sample masks from per-draw ones, and λ from the masks."""
   active = s.active
   mask = masks[s.draw]
@@ -82,7 +82,7 @@ def _finish(s, masks, pairing):
       mask=mask,
       partner=s.partner,
       op=jnp.where(active, Op.CUTMIX, Op.NONE).astype(jnp.int32),
-      pairing=pairing,
+      pairing=s.pairing,
       groups=s.groups,
   )
 
@@ -114,6 +114,7 @@ def sample_multibox(
     pairing: str = "flip",
     groups: int = 1,
     axis_name: sampling.AxisName = None,
+    invariant: bool = False,
 ) -> MaskParams:
   """Draws multi-box CutMix masks with random areas and aspect ratios.
 
@@ -150,6 +151,8 @@ def sample_multibox(
     pairing: 'flip', 'roll' or 'permute', as in `sample_cutmix`.
     groups: pair only inside this many equal contiguous blocks.
     axis_name: as in `sample_cutmix`.
+    invariant: as in `sample_cutmix`: each draw depends on the key and its
+      global index only, so any number of devices gives the same masks.
 
   Returns:
     A `MaskParams` with a bool mask.
@@ -162,7 +165,7 @@ def sample_multibox(
   """
   s = structure.draw_structure(
       key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
-      axis_name=axis_name,
+      axis_name=axis_name, invariant=invariant,
   )
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
@@ -172,10 +175,14 @@ def sample_multibox(
     a_lo, a_hi = _check_range(aspect_range, "aspect_range", 0.0, float("inf"))
     if a_lo <= 0:
       raise ValueError(f"aspect_range must be > 0, got {aspect_range!r}.")
-  k_area, k_aspect, k_pos = jax.random.split(s.key, 3)
-  shape = (s.num_draws, n_boxes)
-  prop = jax.random.uniform(k_area, shape, minval=lo, maxval=hi)
-  u = jax.random.uniform(k_aspect, shape)
+
+  def uniforms(key):
+    k_area, k_aspect, k_pos = jax.random.split(key, 3)
+    return (jax.random.uniform(k_area, (n_boxes,), minval=lo, maxval=hi),
+            jax.random.uniform(k_aspect, (n_boxes,)),
+            jax.random.uniform(k_pos, (2, n_boxes)))
+
+  prop, u, pos = jax.vmap(uniforms)(s.draw_keys)
   if aspect_range is None:
     # French et al.: height proportion p^u, width p^(1 - u).
     h_prop = jnp.where(prop > 0, prop ** u, 0.0)
@@ -186,14 +193,13 @@ def sample_multibox(
   scale = (1.0 / n_boxes) ** 0.5
   box_h = jnp.clip(jnp.round(h_prop * scale * height), 0, height)
   box_w = jnp.clip(jnp.round(w_prop * scale * width), 0, width)
-  pos = jax.random.uniform(k_pos, (2,) + shape)
-  top = jnp.round((height - box_h) * pos[0])
-  left = jnp.round((width - box_w) * pos[1])
+  top = jnp.round((height - box_h) * pos[:, 0])
+  left = jnp.round((width - box_w) * pos[:, 1])
   boxes = jnp.stack([top, left, top + box_h, left + box_w], -1)
   masks = sampling.box_mask(boxes.astype(jnp.int32), height, width).any(1)
   if invert:
     masks = ~masks
-  return _finish(s, masks, pairing)
+  return _finish(s, masks)
 
 
 def _fourier_noise(key, num, height, width, decay_power):
@@ -226,6 +232,7 @@ def sample_fmix(
     pairing: str = "flip",
     groups: int = 1,
     axis_name: sampling.AxisName = None,
+    invariant: bool = False,
 ) -> MaskParams:
   """Draws FMix masks (Harris et al. 2020, arXiv:2002.12047).
 
@@ -256,6 +263,8 @@ def sample_fmix(
     pairing: 'flip', 'roll' or 'permute', as in `sample_cutmix`.
     groups: pair only inside this many equal contiguous blocks.
     axis_name: as in `sample_cutmix`.
+    invariant: as in `sample_cutmix`: each draw depends on the key and its
+      global index only, so any number of devices gives the same masks.
 
   Returns:
     A `MaskParams`; its mask is bool, or float32 when `max_soft > 0`.
@@ -266,7 +275,7 @@ def sample_fmix(
   """
   s = structure.draw_structure(
       key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
-      axis_name=axis_name,
+      axis_name=axis_name, invariant=invariant,
   )
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
@@ -281,10 +290,12 @@ def sample_fmix(
     raise ValueError(
         f"max_soft must be a static number in [0, 0.5], got {max_soft!r}."
     )
-  k_lam, k_noise = jax.random.split(s.key)
-  lam = sampling.sample_lam(k_lam, alpha, (s.num_draws,))
+  lam = jax.vmap(lambda k: sampling.sample_lam(jax.random.fold_in(k, 0),
+                                               alpha))(s.draw_keys)
   n = height * width
-  noise = _fourier_noise(k_noise, s.num_draws, height, width, decay_power)
+  noise = jax.vmap(lambda k: _fourier_noise(
+      jax.random.fold_in(k, 1), 1, height, width, decay_power)[0])(
+          s.draw_keys)
   # rank[p] = the position of pixel p in descending noise order.
   order = jnp.argsort(-noise.reshape(s.num_draws, n), axis=1)
   positions = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), order.shape)
@@ -305,7 +316,7 @@ def sample_fmix(
     masks = jnp.where(
         rank < keep - soft, 0.0, jnp.where(rank >= keep + soft, 1.0, ramp)
     )
-  out = _finish(s, masks.reshape(s.num_draws, height, width), pairing)
+  out = _finish(s, masks.reshape(s.num_draws, height, width))
   if not validation.is_static_number(alpha):
     # A traced α <= 0 has no λ to draw; let the NaN show, as elsewhere.
     out = dataclasses.replace(

@@ -10,7 +10,7 @@ import dataclasses
 import enum
 import math
 from collections.abc import Mapping
-from typing import Any, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -533,6 +533,76 @@ def _fold_axis(key, axis_name):
   return jax.random.fold_in(key, lax.axis_index(axis_name))
 
 
+class Plan(NamedTuple):
+  """Who mixes with whom, and which draw each sample uses: the structure
+  every sampler shares, so all honour `mode`, `pairing`, `groups`,
+  `axis_name` and `invariant` alike.
+
+  Attributes:
+    key: the key for this shard's draws (the axis index folded in, unless
+      invariant).
+    partner: int32 `[batch]`.
+    draw: int32 `[batch]`, the index of the draw each sample uses.
+    num_draws: static: 1, one per pair, or the batch size.
+    draw_keys: `[num_draws]` keys, draw d's from `fold_in(key, global d)`,
+      for device-invariant draws; None otherwise.
+    mode: static, as given.
+    pairing: static, the pairing used ('flip' when invariant).
+    groups: static, the pairing blocks used (pairs when invariant).
+  """
+
+  key: jax.Array
+  partner: jax.Array
+  draw: jax.Array
+  num_draws: int
+  draw_keys: Optional[jax.Array]
+  mode: str
+  pairing: str
+  groups: int
+
+  @property
+  def has_partner(self) -> jax.Array:
+    """bool `[batch]`: False for samples paired with themselves."""
+    return self.partner != jnp.arange(self.partner.shape[0], dtype=jnp.int32)
+
+  def per_sample(self, values: jax.Array) -> jax.Array:
+    """Per-draw values `[num_draws, ...]` expanded to `[batch, ...]`."""
+    batch = self.partner.shape[0]
+    if self.mode == "batch":
+      return jnp.broadcast_to(values, (batch,) + values.shape[1:])
+    if self.mode == "pair":
+      return values[self.draw]
+    return values
+
+
+def _plan(key, batch_size, *, mode, pairing, groups, axis_name, invariant):
+  """The pairing structure of a draw (validated arguments in)."""
+  draw_offset = None
+  if invariant:
+    # Pairs are (2k, 2k + 1) of the global batch, and draw d of this shard is
+    # global draw `offset + d`: nothing depends on how the batch is split.
+    groups, pairing = batch_size // 2, "flip"
+    draw_offset = 0 if axis_name is None else lax.axis_index(axis_name)
+    draw_offset = draw_offset * (batch_size if mode == "elem" else groups)
+  else:
+    key = _fold_axis(key, axis_name)
+  partner, pair_draw, pair_draws = _pairing_structure(
+      key, batch_size, groups, pairing, mode
+  )
+  samples = jnp.arange(batch_size, dtype=jnp.int32)
+  num_draws, draw = {
+      "batch": (1, jnp.zeros_like(samples)),
+      "elem": (batch_size, samples),
+      "pair": (pair_draws, pair_draw),
+  }[mode]
+  draw_keys = None
+  if invariant:
+    draw_keys = jax.vmap(jax.random.fold_in, (None, 0))(
+        key, draw_offset + jnp.arange(num_draws))
+  return Plan(key=key, partner=partner, draw=draw, num_draws=num_draws,
+              draw_keys=draw_keys, mode=mode, pairing=pairing, groups=groups)
+
+
 def _sample(
     key,
     batch_size,
@@ -571,18 +641,9 @@ def _sample(
         cutmix_minmax=cutmix_minmax, cutout_size=cutout_size,
         resize_scale=resize_scale,
     )
-  if invariant:
-    # Pairs are (2k, 2k + 1) of the global batch, and draw d of this shard is
-    # global draw `offset + d`: nothing depends on how the batch is split.
-    groups, pairing = batch_size // 2, "flip"
-    offset = 0 if axis_name is None else lax.axis_index(axis_name)
-    offset = offset * (batch_size if mode == "elem" else groups)
-  else:
-    key = _fold_axis(key, axis_name)
-  partner, pair_draw, pair_draws = _pairing_structure(
-      key, batch_size, groups, pairing, mode
-  )
-  n = {"batch": 1, "elem": batch_size, "pair": pair_draws}[mode]
+  plan = _plan(key, batch_size, mode=mode, pairing=pairing, groups=groups,
+               axis_name=axis_name, invariant=invariant)
+  key, partner, n = plan.key, plan.partner, plan.num_draws
 
   ops = tuple(Op[name.upper()] for name in op_probs) if op_probs else (
       _METHOD_OPS[method])
@@ -602,14 +663,12 @@ def _sample(
       "cutout_box": 2 if Op.CUTOUT in ops else 0,
       "resize_box": 3 if Op.RESIZEMIX in ops else 0,
   }
+  sample_keys = plan.draw_keys
   if invariant:
-    sample_keys = jax.vmap(jax.random.fold_in, (None, 0))(
-        key, offset + jnp.arange(n))
     words = jax.vmap(
         lambda k: _random_bits(k, (sum(rows.values()),)),
         out_axes=1)(sample_keys)
   else:
-    sample_keys = None
     words = _random_bits(key, (sum(rows.values()), n))
   bits, start = {}, 0
   for name, count in rows.items():
@@ -672,16 +731,11 @@ def _sample(
     box = jnp.where(applied[:, None], box, 0)
     op = jnp.where(applied, op, Op.NONE).astype(jnp.int32)
 
-  if mode == "batch":
-    lam = jnp.broadcast_to(lam, (batch_size,))
-    box = jnp.broadcast_to(box, (batch_size, 4))
-    op = jnp.broadcast_to(op, (batch_size,))
-  elif mode == "pair":
-    lam, box, op = lam[pair_draw], box[pair_draw], op[pair_draw]
+  lam, box, op = (plan.per_sample(v) for v in (lam, box, op))
   if ops != (Op.CUTOUT,):
     # A sample paired with itself is left exactly as it is, and says so
     # (Cutout needs no partner).
-    mixed = partner != jnp.arange(batch_size, dtype=jnp.int32)
+    mixed = plan.has_partner
     if Op.CUTOUT in ops:
       mixed = mixed | (op == Op.CUTOUT)
     lam = jnp.where(mixed, lam, 1.0)
@@ -696,8 +750,8 @@ def _sample(
       op=op,
       height=height,
       width=width,
-      pairing=pairing,
-      groups=groups,
+      pairing=plan.pairing,
+      groups=plan.groups,
       method=method,
       ops=tuple(int(o) for o in ops) if method == "switch" else (),
   )

@@ -1,9 +1,9 @@
-"""The per-draw structure shared by the cuboid and mask samplers.
+"""The per-draw structure of the cuboid and mask samplers.
 
 Partners, which draw each sample uses (one per batch, pair or sample) and
-whether it mixes at all, decided exactly as `sample_cutmix` decides them, so
-every sampler honours `mode`, `pairing`, `groups`, `prob` and `axis_name` the
-same way.
+whether it mixes at all come from `sampling._plan`, the structure behind
+`sample_cutmix`, so every sampler honours `mode`, `pairing`, `groups`,
+`prob`, `axis_name` and `invariant` the same way.
 """
 
 from __future__ import annotations
@@ -11,58 +11,60 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from cutmix_jax._src import sampling
 
 
 class Structure(NamedTuple):
-  """Who mixes with whom, and which of `num_draws` draws each sample uses.
+  """Who mixes with whom, and the keys of the sampler's own draws.
 
   Attributes:
-    key: a fresh key for the sampler's own draws.
-    batch_size: the validated static batch size.
-    groups: the validated static number of pairing blocks.
     partner: int32 `[batch]`.
     draw: int32 `[batch]`, the index of the draw each sample uses.
     num_draws: static number of draws: 1, one per pair, or the batch size.
+    draw_keys: `[num_draws]` keys, one per draw, for the sampler's own
+      randomness; with `invariant`, draw d's key depends on the key and the
+      global draw index only.
     active: bool `[batch]`, whether the sample mixes: its draw was applied
       (`prob`) and it is not paired with itself.
+    pairing: static, the pairing used.
+    groups: static, the pairing blocks used.
   """
 
-  key: jax.Array
-  batch_size: int
-  groups: int
   partner: jax.Array
   draw: jax.Array
   num_draws: int
+  draw_keys: jax.Array
   active: jax.Array
+  pairing: str
+  groups: int
 
 
-def draw_structure(key, batch_size, *, mode, pairing, groups, prob, axis_name):
+def draw_structure(key, batch_size, *, mode, pairing, groups, prob, axis_name,
+                   invariant=False):
   """Validates the common options and draws the pairing structure."""
-  batch_size, groups = sampling._check_common(  # pylint: disable=protected-access
-      key, batch_size, mode, pairing, groups, prob
-  )
-  key = sampling._fold_axis(key, axis_name)  # pylint: disable=protected-access
-  k_pair, k_apply, k_draw = jax.random.split(key, 3)
-  partner, pair_draw, pair_draws = sampling._pairing_structure(  # pylint: disable=protected-access
-      k_pair, batch_size, groups, pairing, mode
-  )
-  samples = jnp.arange(batch_size, dtype=jnp.int32)
-  num_draws, draw = {
-      "batch": (1, jnp.zeros_like(samples)),
-      "elem": (batch_size, samples),
-      "pair": (pair_draws, pair_draw),
-  }[mode]
-  applied = jax.random.uniform(k_apply, (num_draws,)) < prob
-  active = applied[draw] & (partner != samples)
+  # pylint: disable=protected-access
+  batch_size, groups = sampling._check_common(
+      key, batch_size, mode, pairing, groups, prob, invariant)
+  plan = sampling._plan(key, batch_size, mode=mode, pairing=pairing,
+                        groups=groups, axis_name=axis_name,
+                        invariant=invariant)
+  # pylint: enable=protected-access
+  if plan.draw_keys is None:
+    k_apply, k_draw = jax.random.split(plan.key)
+    applied = jax.random.uniform(k_apply, (plan.num_draws,)) < prob
+    draw_keys = jax.random.split(k_draw, plan.num_draws)
+  else:
+    applied = jax.vmap(
+        lambda k: jax.random.uniform(jax.random.fold_in(k, 0)))(
+            plan.draw_keys) < prob
+    draw_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(plan.draw_keys)
   return Structure(
-      key=k_draw,
-      batch_size=batch_size,
-      groups=groups,
-      partner=partner,
-      draw=draw,
-      num_draws=num_draws,
-      active=active,
+      partner=plan.partner,
+      draw=plan.draw,
+      num_draws=plan.num_draws,
+      draw_keys=draw_keys,
+      active=plan.per_sample(applied) & plan.has_partner,
+      pairing=plan.pairing,
+      groups=plan.groups,
   )
