@@ -22,6 +22,8 @@ from cutmix_jax._src.sampling import MixParams, Op
 
 ArrayLike = jax.typing.ArrayLike
 
+RESIZE_METHODS = ("linear", "nearest")  # ResizeMix's resampling
+
 
 def partner_rows(params, x: jax.Array) -> jax.Array:
   """Each sample's partner, `x[params.partner]`, as cheaply as the pairing
@@ -274,39 +276,36 @@ def apply_params(
   return sharding.reshape(out, x.shape) if out.shape != x.shape else out
 
 
-RESIZE_METHODS = ("linear", "nearest")
-
-
 def _resize_into_box(partner, box, h_axis, method):
   """Each partner image resized to fill its sample's box, on a full canvas.
 
   Pixels outside the box are don't-care (the caller selects inside only).
   'linear' is `jax.image.scale_and_translate` with an antialiased triangle
-  kernel, computed in float32 and rounded back for integer dtypes; 'nearest'
-  takes source pixel `floor(offset * side / box_side)` (PyTorch's 'nearest'),
-  so it only copies values (for label maps). Box sides and offsets are per sample and traced: the
-  output shape is static.
+  kernel, computed in float32 and rounded back for integer dtypes. 'nearest'
+  takes source pixel `(offset * side) // box_side` (PyTorch's 'nearest'), in
+  integers, so it only copies values (for label maps). Box sides and offsets
+  are per sample and traced; the output shape is static.
   """
   height, width = partner.shape[h_axis], partner.shape[h_axis + 1]
   top, left = box[:, 0], box[:, 1]
-  box_h = jnp.maximum(box[:, 2] - top, 1).astype(jnp.float32)
-  box_w = jnp.maximum(box[:, 3] - left, 1).astype(jnp.float32)
+  box_h = jnp.maximum(box[:, 2] - top, 1)
+  box_w = jnp.maximum(box[:, 3] - left, 1)
   if method == "nearest":
     def source(start, size, side):
-      pos = lax.broadcasted_iota(jnp.float32, (1, side), 1)
-      idx = jnp.floor((pos - start[:, None]) * (side / size[:, None]))
-      return jnp.clip(idx, 0, side - 1).astype(jnp.int32)
+      pos = lax.broadcasted_iota(jnp.int32, (1, side), 1)
+      idx = ((pos - start[:, None]) * side) // size[:, None]
+      return jnp.clip(idx, 0, side - 1)
 
     def gather(img, rows, cols):
       return jnp.take(jnp.take(img, rows, axis=h_axis - 1), cols,
                       axis=h_axis)
 
-    return jax.vmap(gather)(partner, source(top.astype(jnp.float32), box_h,
-                                            height),
-                            source(left.astype(jnp.float32), box_w, width))
+    return jax.vmap(gather)(partner, source(top, box_h, height),
+                            source(left, box_w, width))
   dtype = partner.dtype
   compute = jnp.promote_types(dtype, jnp.float32)
-  scale = jnp.stack([box_h / height, box_w / width], axis=-1)
+  scale = jnp.stack([box_h / height, box_w / width], axis=-1).astype(
+      jnp.float32)
   translation = jnp.stack([top, left], axis=-1).astype(jnp.float32)
 
   def resize(img, scale, translation):
