@@ -1,4 +1,5 @@
-"""The unrolled Threefry behind every draw reproduces `jax.random.bits`."""
+"""The unrolled Threefry behind every draw reproduces `jax.random.bits` and
+`jax.random.fold_in`."""
 
 import jax
 import jax.numpy as jnp
@@ -33,3 +34,20 @@ def test_the_compiled_draw_has_no_loop():
   hlo = jax.jit(lambda k: sampling._random_bits(k, (3, 256))).lower(
       jax.random.key(0)).compile().as_text()
   assert "while" not in hlo
+
+
+@pytest.mark.parametrize("data", [0, 1, 3, 2**31 + 5])
+def test_fold_in_equals_jax_fold_in(data):
+  for key in (jax.random.key(5), jax.random.PRNGKey(5),
+              jax.random.key(5, impl="rbg")):
+    expected = jax.random.fold_in(key, data)
+    got = sampling._fold_in(key, data)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(jax.random.key_data(got),
+                                  jax.random.key_data(expected))
+  # A vector of data folds each element, as vmap(fold_in) does.
+  key = jax.random.key(9)
+  data = jnp.arange(4, dtype=jnp.int32) + data % 1000
+  np.testing.assert_array_equal(
+      jax.random.key_data(jax.jit(sampling._fold_in)(key, data)),
+      jax.random.key_data(jax.vmap(jax.random.fold_in, (None, 0))(key, data)))

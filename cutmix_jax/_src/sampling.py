@@ -139,6 +139,26 @@ def _is_threefry(key) -> bool:
   return jax.config.jax_default_prng_impl == "threefry2x32"
 
 
+def _fold_in(key, data) -> jax.Array:
+  """`jax.random.fold_in(key, data)`, bit for bit; `data` may be a vector.
+
+  For threefry keys the new key is the unrolled hash of the counter
+  `(0, data)`, as JAX computes it; other key types go to JAX.
+  """
+  if not _is_threefry(key):
+    fold = jax.random.fold_in
+    return fold(key, data) if jnp.ndim(data) == 0 else jax.vmap(
+        fold, (None, 0))(key, data)
+  typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+  raw = jax.random.key_data(key) if typed else key
+  data = jnp.asarray(data, dtype=jnp.uint32)
+  hashed = jnp.stack(
+      _threefry2x32(raw[0], raw[1], jnp.zeros_like(data), data), axis=-1)
+  if typed:
+    return jax.random.wrap_key_data(hashed, impl=jax.random.key_impl(key))
+  return hashed
+
+
 def _random_bits(key, shape) -> jax.Array:
   """`jax.random.bits(key, shape, jnp.uint32)`, bit for bit.
 
@@ -237,11 +257,12 @@ def _retry_uniforms(key, tag, shape, sample_keys=None):
   """
 
   def uniforms(i):
+    # `jax.random.uniform(fold_in(fold_in(key, tag), i), ...)`, unrolled.
     if sample_keys is None:
-      k = jax.random.fold_in(jax.random.fold_in(key, tag), i)
-      return jax.random.uniform(k, (2,) + shape)
-    draw = lambda k: jax.random.uniform(
-        jax.random.fold_in(jax.random.fold_in(k, tag), i), (2,))
+      k = _fold_in(_fold_in(key, tag), i)
+      return _uniform01(_random_bits(k, (2,) + shape))
+    draw = lambda k: _uniform01(_random_bits(_fold_in(_fold_in(k, tag), i),
+                                             (2,)))
     return jax.vmap(draw, out_axes=1)(sample_keys)
 
   return uniforms
@@ -455,7 +476,7 @@ def _pairing_structure(key, batch_size, groups, pairing, mode):
   elif pairing == "roll":
     partner = offsets + (j - 1) % block
   else:
-    perm_bits = _random_bits(jax.random.fold_in(key, 3), (groups, block))
+    perm_bits = _random_bits(_fold_in(key, 3), (groups, block))
     perm = jnp.argsort(perm_bits, axis=1)
     perm = perm.astype(jnp.int32)
     if mode == "pair":
@@ -530,7 +551,7 @@ def _check_common(key, batch_size, mode, pairing, groups, prob,
 def _fold_axis(key, axis_name):
   if axis_name is None:
     return key
-  return jax.random.fold_in(key, lax.axis_index(axis_name))
+  return _fold_in(key, lax.axis_index(axis_name))
 
 
 class Plan(NamedTuple):
@@ -597,8 +618,7 @@ def _plan(key, batch_size, *, mode, pairing, groups, axis_name, invariant):
   }[mode]
   draw_keys = None
   if invariant:
-    draw_keys = jax.vmap(jax.random.fold_in, (None, 0))(
-        key, draw_offset + jnp.arange(num_draws))
+    draw_keys = _fold_in(key, draw_offset + jnp.arange(num_draws))
   return Plan(key=key, partner=partner, draw=draw, num_draws=num_draws,
               draw_keys=draw_keys, mode=mode, pairing=pairing, groups=groups)
 
