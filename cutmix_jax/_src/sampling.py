@@ -160,22 +160,34 @@ def _fold_in(key, data) -> jax.Array:
 
 
 def _random_bits(key, shape) -> jax.Array:
-  """`jax.random.bits(key, shape, jnp.uint32)`, bit for bit.
+  """Uniform uint32 words from `key`: Threefry in counter mode, unrolled.
 
-  For threefry keys (JAX's default) with the default partitionable layout,
-  the words are hashed by the unrolled `_threefry2x32` of a 64-bit counter,
-  exactly as `jax.random.bits` does; other key types go to JAX.
+  Word `(r, c)` (rows `r` along the first axis, `c` the flat index of the
+  rest) has counter `r * C + c`, the linear index `jax.random.bits` uses.
+  Counters of rows `r` and `r + ceil(R / 2)` are hashed together and both
+  output words are kept, so a draw hashes half as many counters as
+  `jax.random.bits`, and each column depends on its own counters only: a
+  draw sharded along its samples is computed where it lives, with no
+  collective. The words are materialised (an optimization barrier) so the
+  small per-sample kernels that read them do not each re-hash them; on CPUs
+  XLA also splits a fusion of about 1,000 hashes across threads, and the
+  hand-off cost more than the hashing. Other key types go to
+  `jax.random.bits`.
   """
   shape = tuple(shape)
   size = math.prod(shape)
-  if (not _is_threefry(key) or not jax.config.jax_threefry_partitionable
-      or size >= 2**32):
+  if not _is_threefry(key) or size >= 2**32 or not shape:
     return jax.random.bits(key, shape, jnp.uint32)
   data = jax.random.key_data(key) if jax.dtypes.issubdtype(
       key.dtype, jax.dtypes.prng_key) else key
-  counter = lax.iota(jnp.uint32, size).reshape(shape)
-  hi, lo = _threefry2x32(data[0], data[1], jnp.zeros_like(counter), counter)
-  return hi ^ lo
+  rows, cols = shape[0], size // max(shape[0], 1)
+  half = (rows + 1) // 2
+  counters = lax.broadcasted_iota(jnp.uint32, (2 * half, cols), 0) * jnp.uint32(
+      cols) + lax.broadcasted_iota(jnp.uint32, (2 * half, cols), 1)
+  first, second = _threefry2x32(data[0], data[1], counters[:half],
+                                counters[half:])
+  bits = jnp.concatenate([first, second], axis=0)[:rows].reshape(shape)
+  return lax.optimization_barrier(bits)
 
 
 # ---------------------------------------------------------------------------
@@ -257,7 +269,7 @@ def _retry_uniforms(key, tag, shape, sample_keys=None):
   """
 
   def uniforms(i):
-    # `jax.random.uniform(fold_in(fold_in(key, tag), i), ...)`, unrolled.
+    # Fresh uniforms from fold_in(fold_in(key, tag), i).
     if sample_keys is None:
       k = _fold_in(_fold_in(key, tag), i)
       return _uniform01(_random_bits(k, (2,) + shape))
