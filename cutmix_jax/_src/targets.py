@@ -142,7 +142,8 @@ def apply_tree(
     with `ignore_value` set, the common value where its own and its partner's
     maps agree and `ignore_value` where they differ. Cutout leaves select
     leaves unchanged (the object is still there, only hidden), or fills the
-    box with `ignore_value` when it is set.
+    box with `ignore_value` when it is set. ResizeMix resizes the partner's
+    map into the box by nearest neighbour.
   - 'keep': returned as it is (per-sample metadata such as image ids).
 
   Under MixUp the label weight `lam` refers to the blended images; a
