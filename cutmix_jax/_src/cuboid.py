@@ -64,6 +64,7 @@ def _span(bits, cut, size, placement):
   return start, start + cut
 
 
+@structure.with_structure_args
 def sample_cutmix_cuboid(
     key: jax.Array,
     batch_size: int,
@@ -95,14 +96,8 @@ def sample_cutmix_cuboid(
     height: static frame height.
     width: static frame width.
     alpha: Beta(α, α) parameter, > 0; may be traced.
-    prob: chance of mixing, applied once per batch, pair or sample.
-    mode: 'batch', 'pair' or 'elem', as in `sample_cutmix`.
-    pairing: 'flip', 'roll' or 'permute', as in `sample_cutmix`.
-    groups: pair only inside this many equal contiguous blocks.
     placement: 'official' (centre uniform, cuboid clipped) or 'inside'.
-    axis_name: as in `sample_cutmix`.
-    invariant: as in `sample_cutmix`: each draw depends on the key and its
-      global index only, so any number of devices gives the same cuboids.
+{structure_args}
 
   Returns:
     A `CuboidParams`.

@@ -99,6 +99,7 @@ def _check_range(value, name, lo, hi):
   return a, b
 
 
+@structure.with_structure_args
 def sample_multibox(
     key: jax.Array,
     batch_size: int,
@@ -146,13 +147,7 @@ def sample_multibox(
     aspect_range: `(lo, hi)` with `0 < lo <= hi`, or None for French et
       al.'s rule.
     invert: paste the partner outside the boxes instead of inside.
-    prob: chance of mixing, applied once per batch, pair or sample.
-    mode: 'batch', 'pair' or 'elem', as in `sample_cutmix`.
-    pairing: 'flip', 'roll' or 'permute', as in `sample_cutmix`.
-    groups: pair only inside this many equal contiguous blocks.
-    axis_name: as in `sample_cutmix`.
-    invariant: as in `sample_cutmix`: each draw depends on the key and its
-      global index only, so any number of devices gives the same masks.
+{structure_args}
 
   Returns:
     A `MaskParams` with a bool mask.
@@ -218,6 +213,7 @@ def _fourier_noise(key, num, height, width, decay_power):
   return jnp.fft.irfft2(spectrum, s=(height, width)).astype(jnp.float32)
 
 
+@structure.with_structure_args
 def sample_fmix(
     key: jax.Array,
     batch_size: int,
@@ -258,13 +254,7 @@ def sample_fmix(
       reference's default is 3); larger is smoother.
     max_soft: static softening of the mask edge, in [0, 0.5]; 0 (default)
       for a hard, bool mask.
-    prob: chance of mixing, applied once per batch, pair or sample.
-    mode: 'batch', 'pair' or 'elem', as in `sample_cutmix`.
-    pairing: 'flip', 'roll' or 'permute', as in `sample_cutmix`.
-    groups: pair only inside this many equal contiguous blocks.
-    axis_name: as in `sample_cutmix`.
-    invariant: as in `sample_cutmix`: each draw depends on the key and its
-      global index only, so any number of devices gives the same masks.
+{structure_args}
 
   Returns:
     A `MaskParams`; its mask is bool, or float32 when `max_soft > 0`.

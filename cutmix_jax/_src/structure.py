@@ -15,6 +15,23 @@ import jax
 from cutmix_jax._src import sampling
 
 
+_ARGS_DOC = """\
+    prob: chance of mixing, applied once per batch, pair or sample.
+    mode: 'batch', 'pair' or 'elem', as in `sample_cutmix`.
+    pairing: 'flip', 'roll' or 'permute', as in `sample_cutmix`.
+    groups: pair only inside this many equal contiguous blocks.
+    axis_name: as in `sample_cutmix`.
+    invariant: as in `sample_cutmix`: each draw depends on the key and its
+      global index only, so any number of devices gives the same draw."""
+
+
+def with_structure_args(fn):
+  """Fills `{structure_args}` in a sampler's docstring: the options every
+  sampler built on `draw_structure` shares, documented once."""
+  fn.__doc__ = fn.__doc__.replace("{structure_args}", _ARGS_DOC)
+  return fn
+
+
 class Structure(NamedTuple):
   """Who mixes with whom, and the keys of the sampler's own draws.
 
