@@ -37,8 +37,9 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
     assert os.path.getsize(os.path.join(workdir, name)) > 0
   assert str(TOTAL_STEPS) in os.listdir(os.path.join(workdir, "checkpoints"))
 
-  # A run stopped mid-epoch and resumed ends where the straight run did.
-  cfg = config.Config(workdir=str(tmp_path / "resumed"), **RUN)
+  # A run stopped mid-epoch and resumed ends where the straight run did. It
+  # evaluates every second epoch, which must not change the training.
+  cfg = config.Config(workdir=str(tmp_path / "resumed"), eval_every=2, **RUN)
   half = TOTAL_STEPS // 2 + 3  # mid-epoch, to exercise the data order
   assert train.train_and_evaluate(cfg, stop_after=half)["step"] == half
   resumed = train.train_and_evaluate(cfg)
@@ -49,8 +50,10 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
                resumed["state"])
   assert resumed["test_accuracy"] == straight["test_accuracy"]
   with open(os.path.join(cfg.workdir, "metrics.jsonl")) as f:
-    epochs = [json.loads(line)["epoch"] for line in f]
-  assert epochs == list(range(1, 6))  # no duplicate records after resuming
+    records = [json.loads(line) for line in f]
+  # No duplicate records after resuming; the last epoch is always evaluated.
+  assert [r["epoch"] for r in records] == list(range(1, 6))
+  assert [r["epoch"] for r in records if "test_accuracy" in r] == [2, 4, 5]
 
   # Other settings in the same workdir are refused, not silently mixed.
   changed = config.Config(workdir=workdir, **dict(RUN, lr=0.05))

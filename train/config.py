@@ -44,6 +44,7 @@ class Config:
   parallel: str = "jit"
   seed: int = 0
   workdir: Optional[str] = None
+  eval_every: int = 1
   ckpt_every: int = 100
   log_every: int = 10
   progress: bool = True
@@ -93,6 +94,7 @@ class Config:
         (self.cutout_size is None or self.cutout_size >= 1,
          "--cutout-size must be >= 1"),
         (self.crop_pad is None or self.crop_pad >= 0, "--crop-pad must be >= 0"),
+        (self.eval_every >= 1, "--eval-every must be >= 1"),
         (self.ckpt_every >= 1, "--ckpt-every must be >= 1"),
         (self.log_every >= 1, "--log-every must be >= 1"),
         (self.num_processes is None or self.num_processes >= 1,
@@ -153,6 +155,8 @@ _HELP = {
     "workdir": "run directory for checkpoints, metrics and plots; rerunning "
                "with the same one resumes (default: "
                "runs/<dataset>-<model>-<aug>-s<seed>)",
+    "eval_every": "evaluate on the test set every this many epochs; the last "
+                  "epoch is always evaluated",
     "ckpt_every": "save a checkpoint every this many steps (and at the end)",
     "log_every": "update the progress bar and check the loss every this "
                  "many steps",

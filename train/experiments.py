@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 import zipfile
@@ -47,11 +48,13 @@ from train import steps
 from train import train as trainer
 from train.config import Config
 
-METHODS = ("none", "cutmix", "mixup", "cutout")
+METHODS = ("none", "cutmix", "mixup", "cutout", "mix")
 LABELS = {"none": "baseline", "cutmix": "CutMix", "mixup": "MixUp",
-          "cutout": "Cutout"}
-# Each method's published CIFAR setting of the chance to apply it.
-DEFAULT_PROB = {"none": 0.5, "cutmix": 0.5, "mixup": 1.0, "cutout": 1.0}
+          "cutout": "Cutout", "mix": "MixUp/CutMix switch"}
+# Each method's published CIFAR setting of the chance to apply it (`mix`:
+# timm's Mixup default, as DeiT uses it).
+DEFAULT_PROB = {"none": 0.5, "cutmix": 0.5, "mixup": 1.0, "cutout": 1.0,
+                "mix": 1.0}
 FRACTIONS = (0.25, 0.5)
 # The evaluation conditions, in table order.
 CONDITIONS = ("clean",) + tuple(
@@ -64,7 +67,7 @@ DEFAULT_ZIP = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 # The training settings that must agree between runs for them to be compared.
 _RUN_KEYS = ("model", "width", "epochs", "batch_size", "lr", "weight_decay",
              "schedule", "warmup_epochs", "alpha", "prob", "mode",
-             "cutout_size", "label_smoothing")
+             "cutout_size", "label_smoothing", "mixup_alpha", "switch_prob")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -78,6 +81,9 @@ def make_parser() -> argparse.ArgumentParser:
                  help="comma-separated seeds; each seeds init, data order "
                       "and augmentation")
   p.add_argument("--epochs", type=int, default=3)
+  p.add_argument("--eval-every", type=int, default=1,
+                 help="test-set evaluation every this many epochs (for the "
+                      "learning curve); the last epoch is always evaluated")
   p.add_argument("--model", default="resnet20", choices=tuple(models.MODELS))
   p.add_argument("--width", type=int, default=8,
                  help="first-stage channels (16 is the standard ResNet-20)")
@@ -250,6 +256,20 @@ def evaluate_occlusion(cfg: Config, state: Any, ds: data.Dataset,
 # Runs
 
 
+def source_commit() -> Optional[str]:
+  """The git commit of the code that ran, with "+dirty" for local changes."""
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, text=True,
+                          capture_output=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--",
+                            "cutmix_jax", "train"], cwd=repo, text=True,
+                           capture_output=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  return head + ("+dirty" if dirty else "")
+
+
 def machine_info() -> dict[str, Any]:
   cpu = platform.processor() or platform.machine()
   try:
@@ -271,7 +291,7 @@ def run_config(args: argparse.Namespace, method: str, seed: int,
       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
       aug=method, prob=prob, seed=seed, progress=args.progress,
-      log_every=50, ckpt_every=200)
+      log_every=50, ckpt_every=200, eval_every=args.eval_every)
 
 
 def _settings(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
@@ -321,7 +341,7 @@ def run_one(args, method: str, seed: int, npz_path: str,
       method=method, seed=seed, settings=settings, accuracy=acc,
       trainer_final=final, curve=curve, train_seconds=round(train_s, 1),
       eval_seconds=round(eval_s, 1), image_hw=list(ds.image_shape[:2]),
-      command=command, machine=machine_info(),
+      command=command, machine=machine_info(), commit=source_commit(),
       finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
       config=dataclasses.asdict(cfg))
   os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -14,11 +14,15 @@ def save_curves(records: list[dict], path: str) -> None:
   records = [r for r in records if "epoch" in r]
   epochs = [r["epoch"] for r in records]
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+  # Epochs that --eval-every skips have a train loss but no test figures.
+  tested = [r for r in records if "test_loss" in r]
+  test_epochs = [r["epoch"] for r in tested]
   ax_loss.plot(epochs, [r["train_loss"] for r in records], label="train (mixed)")
-  ax_loss.plot(epochs, [r["test_loss"] for r in records], label="test")
+  ax_loss.plot(test_epochs, [r["test_loss"] for r in tested], ".-",
+               label="test")
   ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
   ax_loss.legend()
-  ax_acc.plot(epochs, [r["test_accuracy"] for r in records])
+  ax_acc.plot(test_epochs, [r["test_accuracy"] for r in tested], ".-")
   ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Test accuracy",
              ylim=(0, 1))
   for ax in (ax_loss, ax_acc):

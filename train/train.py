@@ -28,7 +28,7 @@ from train.config import Config
 PMAP_AXIS = "batch"
 # Settings that may change between a run and its resumption.
 _RESUMABLE_FIELDS = ("workdir", "data_dir", "progress", "log_every",
-                     "ckpt_every", "eval_batch_size")
+                     "ckpt_every", "eval_every", "eval_batch_size")
 # How the processes of a run find each other: not part of the run, so not
 # saved in config.json (a resume may use other addresses).
 _LAUNCH_FIELDS = ("distributed", "coordinator_address", "num_processes",
@@ -247,7 +247,8 @@ def _check_finite(loss: float, step: int, restored: Optional[int]) -> None:
 def train_and_evaluate(
     cfg: Config, stop_after: Optional[int] = None
 ) -> dict[str, Any]:
-  """Trains, evaluating every epoch; resumes from `cfg.workdir` if possible.
+  """Trains, evaluating every `cfg.eval_every` epochs and at the end; resumes
+  from `cfg.workdir` if possible.
 
   Args:
     cfg: the configuration (dataset-dependent defaults may be None).
@@ -363,17 +364,20 @@ def train_and_evaluate(
         bar.update(step - tick_step)
         tick, tick_step = now, step
       if step % steps_per_epoch == 0:
+        epoch = step // steps_per_epoch
         train_loss = float(jnp.mean(jnp.stack(epoch_losses)))
         _check_finite(train_loss, step, last_saved)
-        test_loss, test_acc = evaluate(state)
-        record = dict(epoch=step // steps_per_epoch, step=step,
-                      train_loss=train_loss, test_loss=test_loss,
-                      test_accuracy=test_acc, lr=float(t.schedule(step)))
+        record = dict(epoch=epoch, step=step, train_loss=train_loss,
+                      lr=float(t.schedule(step)))
+        line = f"epoch {epoch:3d}  train loss {train_loss:.4f}"
+        if epoch % cfg.eval_every == 0 or step == total_steps:
+          test_loss, test_acc = evaluate(state)
+          record.update(test_loss=test_loss, test_accuracy=test_acc)
+          line += (f"  test loss {test_loss:.4f}  test accuracy "
+                   f"{test_acc:.4f}")
         metrics_log.append(record)
         if main:
-          bar.write(f"epoch {record['epoch']:3d}  train loss {train_loss:.4f}  "
-                    f"test loss {test_loss:.4f}  test accuracy "
-                    f"{test_acc:.4f}")
+          bar.write(line)
         epoch_losses = []
       if step % cfg.ckpt_every == 0 or step == last_step:
         # Never checkpoint a diverged state.
@@ -389,6 +393,10 @@ def train_and_evaluate(
   if record is None or record["step"] != last_step:
     test_loss, test_acc = evaluate(state)
     record = dict(step=last_step, test_loss=test_loss, test_accuracy=test_acc)
+  elif "test_accuracy" not in record:
+    # Stopped early (`stop_after`) on an epoch that --eval-every skips.
+    test_loss, test_acc = evaluate(state)
+    record = dict(record, test_loss=test_loss, test_accuracy=test_acc)
   if metrics_log.records and main:
     plots.save_curves(metrics_log.records,
                       os.path.join(workdir, "curves.png"))
