@@ -195,3 +195,36 @@ def test_weight_decay_skips_batchnorm_and_biases():
   assert not flat["head/bias"]
   assert not flat["stem_bn/scale"] and not flat["stem_bn/bias"]
   assert not any(v for k, v in flat.items() if re.search(r"bn\d?/", k))
+
+
+def test_preact_resnet18_has_the_papers_parameter_count():
+  model = models.create_model("preact_resnet18", 10, in_channels=3,
+                              image_size=32)
+  count = sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  # The CIFAR PreActResNet-18 of the MixUp/CutMix code has 11,171,146
+  # parameters; He et al.'s final BN before the pool adds 2 x 512.
+  assert count == 11_171_146 + 2 * 512
+  assert model.stem_bn is None and model.final_bn is not None
+  # Pre-activation: the identity path of a block is the raw input.
+  block = model.blocks[0]
+  x = np.random.default_rng(0).normal(size=(2, 32, 32, 64)).astype(np.float32)
+  block.conv2.kernel[...] = jnp.zeros_like(block.conv2.kernel[...])
+  np.testing.assert_array_equal(block(x, train=False), x)
+
+
+def test_bfloat16_computes_in_bf16_and_keeps_float32_state(fast_compile):
+  _, par, t = _trainer("jit", dtype="bfloat16", aug="cutmix", prob=1.0)
+  model = nnx.merge(t.graphdef, t.state["params"], t.state["batch_stats"])
+  x = jnp.zeros((2,) + IMAGE_SHAPE, jnp.float32)
+  jaxpr = str(jax.make_jaxpr(lambda x: model(x, train=False))(x))
+  conv_outputs = re.findall(r"(\w+)\[[\d,]+\] = conv_general_dilated", jaxpr)
+  assert conv_outputs and set(conv_outputs) == {"bf16"}, conv_outputs
+  assert re.search(r"f32\[2,10\] = convert_element_type", jaxpr)  # logits
+  x, y = _batch()
+  state, out = t.train_step(par.put_state(t.state), par.put_batch(x),
+                            par.put_batch(y), jax.random.key(0))
+  assert np.isfinite(float(out["loss"]))
+  for part in ("params", "batch_stats", "opt_state"):
+    dtypes = {a.dtype for a in jax.tree.leaves(state[part])
+              if jnp.issubdtype(a.dtype, jnp.floating)}
+    assert dtypes == {jnp.dtype(jnp.float32)}, (part, dtypes)

@@ -13,6 +13,7 @@ AUGS = ("none", "cutmix", "mixup", "mix", "cutout")
 MODES = ("batch", "pair", "elem")
 SCHEDULES = ("cosine", "step")
 PARALLEL = ("jit", "pmap")
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass
@@ -23,6 +24,7 @@ class Config:
   data_dir: Optional[str] = None
   model: str = "resnet20"
   width: Optional[int] = None
+  dtype: str = "float32"
   epochs: int = 30
   batch_size: int = 128
   eval_batch_size: int = 512
@@ -78,6 +80,7 @@ class Config:
         (self.mode in (None,) + MODES, f"--mode must be one of {MODES}"),
         (self.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}"),
         (self.parallel in PARALLEL, f"--parallel must be one of {PARALLEL}"),
+        (self.dtype in DTYPES, f"--dtype must be one of {DTYPES}"),
         (self.width is None or self.width >= 1, "--width must be >= 1"),
         (self.epochs >= 1, "--epochs must be >= 1"),
         (self.batch_size >= 1, "--batch-size must be >= 1"),
@@ -120,9 +123,14 @@ _HELP = {
                "or <root>/val) or npz (x_train, y_train, x_test, y_test)",
     "data_dir": "path to the dataset (not used by digits)",
     "model": "ResNet: tiny (tests), resnet20/32/56 (CIFAR-style), "
-             "resnet18/34/50 (ImageNet-style)",
+             "resnet18/34/50 (ImageNet-style), preact_resnet18 (the "
+             "pre-activation ResNet-18 of the CutMix/MixUp CIFAR papers, "
+             "11.2M parameters on CIFAR)",
     "width": "first-stage channels (default: 16 CIFAR-style, 64 ImageNet-style, "
              "4 tiny)",
+    "dtype": "computation dtype: bfloat16 runs convolutions and matrix "
+             "products in bf16 (fast on GPUs and TPUs) with float32 "
+             "parameters, optimizer state, BatchNorm statistics and loss",
     "epochs": "training epochs",
     "batch_size": "global training batch size, over all devices of all "
                   "processes; must divide by the device count",
@@ -200,7 +208,8 @@ def make_parser() -> argparse.ArgumentParser:
       formatter_class=_HelpFormatter,
   )
   choices = {"dataset": DATASETS, "model": tuple(models.MODELS), "aug": AUGS,
-             "mode": MODES, "schedule": SCHEDULES, "parallel": PARALLEL}
+             "mode": MODES, "schedule": SCHEDULES, "parallel": PARALLEL,
+             "dtype": DTYPES}
   for field in dataclasses.fields(Config):
     flag = "--" + field.name.replace("_", "-")
     kwargs = dict(default=field.default, help=_HELP[field.name])

@@ -87,6 +87,8 @@ def make_parser() -> argparse.ArgumentParser:
   p.add_argument("--model", default="resnet20", choices=tuple(models.MODELS))
   p.add_argument("--width", type=int, default=8,
                  help="first-stage channels (16 is the standard ResNet-20)")
+  p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                 help="computation dtype (see python -m train --help)")
   p.add_argument("--batch-size", type=int, default=128)
   p.add_argument("--lr", type=float, default=0.1)
   p.add_argument("--weight-decay", type=float, default=5e-4)
@@ -219,7 +221,8 @@ def evaluate_occlusion(cfg: Config, state: Any, ds: data.Dataset,
   n, height, width, channels = ds.x_test.shape
   model = models.create_model(
       cfg.model, ds.num_classes, in_channels=channels,
-      image_size=min(height, width), width=cfg.width, seed=cfg.seed)
+      image_size=min(height, width), width=cfg.width, dtype=cfg.dtype,
+      seed=cfg.seed)
   graphdef, _, _ = nnx.split(model, nnx.Param, nnx.BatchStat)
   eval_step = steps.make_eval_step(graphdef, ds.mean, ds.std)
   fill_value = ds.mean if fill == "mean" else np.zeros_like(ds.mean)
@@ -288,7 +291,8 @@ def run_config(args: argparse.Namespace, method: str, seed: int,
   prob = args.prob if args.prob is not None else DEFAULT_PROB[method]
   return Config(
       dataset="npz", data_dir=npz_path, model=args.model, width=args.width,
-      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+      dtype=args.dtype, epochs=args.epochs, batch_size=args.batch_size,
+      lr=args.lr,
       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
       aug=method, prob=prob, seed=seed, progress=args.progress,
       log_every=50, ckpt_every=200, eval_every=args.eval_every)
@@ -297,6 +301,10 @@ def run_config(args: argparse.Namespace, method: str, seed: int,
 def _settings(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
   """What identifies a run: its training settings and its data."""
   s = {k: getattr(cfg, k) for k in _RUN_KEYS}
+  if cfg.dtype != "float32":
+    # Only when not the default, so that runs recorded before --dtype existed
+    # still match their settings.
+    s["dtype"] = cfg.dtype
   s.update(aug=cfg.aug, seed=cfg.seed, train_subset=args.train_subset,
            fill=args.fill, occlusion_seed=args.occlusion_seed)
   return s

@@ -1,7 +1,11 @@
-"""Flax NNX ResNets: CIFAR-style ResNet-20/32/56 and ImageNet-style 18/34/50.
+"""Flax NNX ResNets: CIFAR-style ResNet-20/32/56, ImageNet-style 18/34/50, and
+the pre-activation ResNet-18 of the CutMix/MixUp CIFAR literature.
 
 All models take NHWC float images and a `train` flag that switches BatchNorm
-between batch statistics (train) and running averages (eval).
+between batch statistics (train) and running averages (eval). `dtype` is the
+computation dtype: with bfloat16 the convolutions and matrix products run in
+bf16 while parameters and BatchNorm statistics stay float32 (flax's mixed
+precision recipe); logits are returned in float32.
 """
 
 from __future__ import annotations
@@ -19,17 +23,19 @@ _BN_MOMENTUM = 0.9
 _BN_EPSILON = 1e-5
 
 
-def _conv(cin, cout, kernel, stride, rngs):
+def _conv(cin, cout, kernel, stride, rngs, dtype):
   return nnx.Conv(
       cin, cout, (kernel, kernel), strides=stride, padding="SAME",
-      use_bias=False, kernel_init=nnx.initializers.he_normal(), rngs=rngs,
+      use_bias=False, kernel_init=nnx.initializers.he_normal(), dtype=dtype,
+      rngs=rngs,
   )
 
 
-def _bn(features, axis_name, rngs, zero_init=False):
+def _bn(features, axis_name, rngs, dtype, zero_init=False):
+  # Statistics are reduced and stored in float32 whatever `dtype` is.
   return nnx.BatchNorm(
       features, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON,
-      axis_name=axis_name, rngs=rngs,
+      axis_name=axis_name, dtype=dtype, rngs=rngs,
       scale_init=nnx.initializers.zeros if zero_init else nnx.initializers.ones,
   )
 
@@ -39,15 +45,15 @@ class BasicBlock(nnx.Module):
 
   expansion = 1
 
-  def __init__(self, cin, width, stride, *, axis_name, rngs):
+  def __init__(self, cin, width, stride, *, axis_name, dtype, rngs):
     cout = width * self.expansion
-    self.conv1 = _conv(cin, width, 3, stride, rngs)
-    self.bn1 = _bn(width, axis_name, rngs)
-    self.conv2 = _conv(width, cout, 3, 1, rngs)
+    self.conv1 = _conv(cin, width, 3, stride, rngs, dtype)
+    self.bn1 = _bn(width, axis_name, rngs, dtype)
+    self.conv2 = _conv(width, cout, 3, 1, rngs, dtype)
     # Zero-initialised last scale: each block starts as the identity, which
     # makes deep nets train stably at high learning rates (Goyal et al. 2017).
-    self.bn2 = _bn(cout, axis_name, rngs, zero_init=True)
-    self.shortcut = _projection(cin, cout, stride, axis_name, rngs)
+    self.bn2 = _bn(cout, axis_name, rngs, dtype, zero_init=True)
+    self.shortcut = _projection(cin, cout, stride, axis_name, rngs, dtype)
 
   def __call__(self, x, train: bool):
     y = nnx.relu(self.bn1(self.conv1(x), use_running_average=not train))
@@ -60,16 +66,16 @@ class Bottleneck(nnx.Module):
 
   expansion = 4
 
-  def __init__(self, cin, width, stride, *, axis_name, rngs):
+  def __init__(self, cin, width, stride, *, axis_name, dtype, rngs):
     cout = width * self.expansion
-    self.conv1 = _conv(cin, width, 1, 1, rngs)
-    self.bn1 = _bn(width, axis_name, rngs)
+    self.conv1 = _conv(cin, width, 1, 1, rngs, dtype)
+    self.bn1 = _bn(width, axis_name, rngs, dtype)
     # Stride on the 3x3 convolution (ResNet v1.5), as torchvision does.
-    self.conv2 = _conv(width, width, 3, stride, rngs)
-    self.bn2 = _bn(width, axis_name, rngs)
-    self.conv3 = _conv(width, cout, 1, 1, rngs)
-    self.bn3 = _bn(cout, axis_name, rngs, zero_init=True)
-    self.shortcut = _projection(cin, cout, stride, axis_name, rngs)
+    self.conv2 = _conv(width, width, 3, stride, rngs, dtype)
+    self.bn2 = _bn(width, axis_name, rngs, dtype)
+    self.conv3 = _conv(width, cout, 1, 1, rngs, dtype)
+    self.bn3 = _bn(cout, axis_name, rngs, dtype, zero_init=True)
+    self.shortcut = _projection(cin, cout, stride, axis_name, rngs, dtype)
 
   def __call__(self, x, train: bool):
     y = nnx.relu(self.bn1(self.conv1(x), use_running_average=not train))
@@ -78,11 +84,36 @@ class Bottleneck(nnx.Module):
     return nnx.relu(y + _apply_shortcut(self.shortcut, x, train))
 
 
-def _projection(cin, cout, stride, axis_name, rngs):
+class PreActBlock(nnx.Module):
+  """BN-ReLU-conv twice, with an identity path that nothing touches (He et
+  al. 2016, "Identity Mappings in Deep Residual Networks")."""
+
+  expansion = 1
+
+  def __init__(self, cin, width, stride, *, axis_name, dtype, rngs):
+    self.bn1 = _bn(cin, axis_name, rngs, dtype)
+    self.conv1 = _conv(cin, width, 3, stride, rngs, dtype)
+    self.bn2 = _bn(width, axis_name, rngs, dtype)
+    self.conv2 = _conv(width, width, 3, 1, rngs, dtype)
+    # Where the shape changes, a 1x1 conv of the pre-activated input (no BN),
+    # as in the paper's and the MixUp/CutMix CIFAR code's PreActResNet.
+    self.shortcut = (None if stride == 1 and cin == width
+                     else _conv(cin, width, 1, stride, rngs, dtype))
+
+  def __call__(self, x, train: bool):
+    y = nnx.relu(self.bn1(x, use_running_average=not train))
+    shortcut = x if self.shortcut is None else self.shortcut(y)
+    y = self.conv1(y)
+    y = self.conv2(nnx.relu(self.bn2(y, use_running_average=not train)))
+    return y + shortcut
+
+
+def _projection(cin, cout, stride, axis_name, rngs, dtype):
   """A 1x1 conv + BN shortcut where the shape changes (option B), else None."""
   if stride == 1 and cin == cout:
     return None
-  return nnx.List([_conv(cin, cout, 1, stride, rngs), _bn(cout, axis_name, rngs)])
+  return nnx.List([_conv(cin, cout, 1, stride, rngs, dtype),
+                   _bn(cout, axis_name, rngs, dtype)])
 
 
 def _apply_shortcut(shortcut, x, train):
@@ -96,7 +127,7 @@ class ResNet(nnx.Module):
   """A ResNet: stem, stages of residual blocks, global average pool, linear.
 
   Args:
-    block: `BasicBlock` or `Bottleneck`.
+    block: `BasicBlock`, `Bottleneck` or `PreActBlock`.
     stage_sizes: blocks per stage; each stage after the first halves the
       resolution and doubles the width.
     num_classes: outputs of the final linear layer.
@@ -107,6 +138,7 @@ class ResNet(nnx.Module):
       pool of ImageNet.
     axis_name: the `pmap` axis over which BatchNorm averages its batch
       statistics; None under `jax.jit`, where the sharded batch is one array.
+    dtype: the computation dtype (parameters are float32 regardless).
     rngs: the initialisation RNGs.
   """
 
@@ -120,32 +152,40 @@ class ResNet(nnx.Module):
       width: int,
       small_inputs: bool,
       axis_name: Optional[str] = None,
+      dtype: jnp.dtype = jnp.float32,
       rngs: nnx.Rngs,
   ):
     self.small_inputs = small_inputs
+    # Pre-activation nets normalise at the start of each block instead of
+    # after the stem, and once more before the pool.
+    self.preact = block is PreActBlock
     kernel, stride = (3, 1) if small_inputs else (7, 2)
-    self.stem_conv = _conv(in_channels, width, kernel, stride, rngs)
-    self.stem_bn = _bn(width, axis_name, rngs)
+    self.stem_conv = _conv(in_channels, width, kernel, stride, rngs, dtype)
+    self.stem_bn = None if self.preact else _bn(width, axis_name, rngs, dtype)
     blocks = []
     cin = width
     for i, size in enumerate(stage_sizes):
       for j in range(size):
         stride = 2 if i > 0 and j == 0 else 1
-        blocks.append(
-            block(cin, width * 2**i, stride, axis_name=axis_name, rngs=rngs)
-        )
+        blocks.append(block(cin, width * 2**i, stride, axis_name=axis_name,
+                            dtype=dtype, rngs=rngs))
         cin = width * 2**i * block.expansion
     self.blocks = nnx.List(blocks)
-    self.head = nnx.Linear(cin, num_classes, rngs=rngs)
+    self.final_bn = _bn(cin, axis_name, rngs, dtype) if self.preact else None
+    self.head = nnx.Linear(cin, num_classes, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = self.stem_bn(self.stem_conv(x), use_running_average=not train)
-    x = nnx.relu(x)
+    x = self.stem_conv(x)
+    if not self.preact:
+      x = nnx.relu(self.stem_bn(x, use_running_average=not train))
     if not self.small_inputs:
       x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
     for block in self.blocks:
       x = block(x, train)
-    return self.head(jnp.mean(x, axis=(1, 2)))
+    if self.preact:
+      x = nnx.relu(self.final_bn(x, use_running_average=not train))
+    # The softmax and loss run in float32 even under bf16 compute.
+    return self.head(jnp.mean(x, axis=(1, 2))).astype(jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +205,7 @@ MODELS = {
     "resnet18": _Spec(BasicBlock, (2, 2, 2, 2), 64),
     "resnet34": _Spec(BasicBlock, (3, 4, 6, 3), 64),
     "resnet50": _Spec(Bottleneck, (3, 4, 6, 3), 64),
+    "preact_resnet18": _Spec(PreActBlock, (2, 2, 2, 2), 64),
 }
 
 
@@ -176,6 +217,7 @@ def create_model(
     image_size: int,
     width: Optional[int] = None,
     axis_name: Optional[str] = None,
+    dtype: str = "float32",
     seed: int = 0,
 ) -> ResNet:
   """Builds a ResNet by name (see `MODELS`).
@@ -188,6 +230,7 @@ def create_model(
       3x3 stem below 64 pixels, as is usual for CIFAR.
     width: first-stage channels; None for the model's standard width.
     axis_name: BatchNorm's `pmap` axis, or None.
+    dtype: the computation dtype, "float32" or "bfloat16".
     seed: the initialisation seed.
 
   Returns:
@@ -199,5 +242,5 @@ def create_model(
   return ResNet(
       spec.block, spec.stage_sizes, num_classes, in_channels=in_channels,
       width=width or spec.width, small_inputs=image_size <= 64,
-      axis_name=axis_name, rngs=nnx.Rngs(seed),
+      axis_name=axis_name, dtype=jnp.dtype(dtype), rngs=nnx.Rngs(seed),
   )

@@ -169,7 +169,7 @@ def build(
   model = models.create_model(
       cfg.model, num_classes, in_channels=channels,
       image_size=min(height, width), width=cfg.width, axis_name=axis_name,
-      seed=cfg.seed)
+      dtype=cfg.dtype, seed=cfg.seed)
   tx, schedule = steps.make_optimizer(cfg, steps_per_epoch, total_steps)
   graphdef, state = steps.init_state(model, tx)
   # Under jit, pair inside each device's block of the sharded batch; under
