@@ -118,6 +118,8 @@ def make_parser() -> argparse.ArgumentParser:
                       "every model)")
   p.add_argument("--summary-only", action="store_true",
                  help="train nothing; rewrite the table from --out/runs")
+  p.add_argument("--ckpt-every", type=int, default=200,
+                 help="checkpoint every this many steps (and at the end)")
   p.add_argument("--progress", action=argparse.BooleanOptionalAction,
                  default=False, help="progress bars while training")
   return p
@@ -165,7 +167,8 @@ def prepare_data(zip_path: Optional[str], data_dir: Optional[str],
     ds = data.load_imagefolder(root)
     print(f"Decoded {len(ds.x_train)} + {len(ds.x_test)} images from {root} "
           f"in {time.perf_counter() - start:.0f} s.", flush=True)
-    tmp = full + ".tmp.npz"
+    # A per-process name: concurrent runs may build the same file.
+    tmp = f"{full}.{os.getpid()}.tmp.npz"
     np.savez(tmp, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test,
              y_test=ds.y_test, class_names=np.asarray(ds.class_names))
     os.replace(tmp, full)
@@ -184,7 +187,7 @@ def prepare_data(zip_path: Optional[str], data_dir: Optional[str],
                       for p in per_class], 1).ravel()
     keep = np.sort(order[:train_subset])
     arrays["x_train"], arrays["y_train"] = arrays["x_train"][keep], y[keep]
-    tmp = path + ".tmp.npz"
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
   return path
@@ -295,7 +298,7 @@ def run_config(args: argparse.Namespace, method: str, seed: int,
       lr=args.lr,
       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
       aug=method, prob=prob, seed=seed, progress=args.progress,
-      log_every=50, ckpt_every=200, eval_every=args.eval_every)
+      log_every=50, ckpt_every=args.ckpt_every, eval_every=args.eval_every)
 
 
 def _settings(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
