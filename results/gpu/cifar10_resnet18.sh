@@ -23,8 +23,9 @@
 #   RESULTS   results folder (default results/gpu/cifar10-preact18-<EPOCHS>ep)
 #   CACHE     extracted data, decoded arrays and checkpoints (keep it outside
 #             the repository; default /tmp/cutmix-jax-gpu)
-#   PARALLEL  1: train the methods as concurrent processes on one GPU (each
-#             takes a share of its memory); 0 (default): one after another
+#   PARALLEL  1: train every (method, seed) as a concurrent process on one
+#             GPU, each with an equal share of its memory; 0 (default): one
+#             after another
 #   EXTRA     more `train.experiments` options, which override the above
 #             (a CPU smoke test: EXTRA="--train-subset 500 --width 4")
 # Every run resumes from its checkpoints when the script is run again.
@@ -60,13 +61,17 @@ e.prepare_data(sys.argv[1] or None, sys.argv[2] or None, sys.argv[3], 0)" \
 
 if [[ "${PARALLEL:-0}" == 1 ]]; then
   IFS=, read -ra methods <<< "$METHODS"
-  export XLA_PYTHON_CLIENT_MEM_FRACTION=$(
-    "$PYTHON" -c "print(round(0.9 / ${#methods[@]}, 2))")
+  IFS=, read -ra seeds <<< "$SEEDS"
+  n=$(( ${#methods[@]} * ${#seeds[@]} ))
+  export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-$(
+    "$PYTHON" -c "print(round(0.9 / $n, 2))")}
   pids=()
   for m in "${methods[@]}"; do
-    "$PYTHON" -m train.experiments --methods "$m" "${args[@]}" \
-      > "$RESULTS.$m.log" 2>&1 &
-    pids+=($!)
+    for s in "${seeds[@]}"; do
+      "$PYTHON" -m train.experiments --methods "$m" "${args[@]}" --seeds "$s" \
+        > "$RESULTS.$m-s$s.log" 2>&1 &
+      pids+=($!)
+    done
   done
   status=0
   for p in "${pids[@]}"; do wait "$p" || status=1; done
