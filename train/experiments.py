@@ -44,6 +44,7 @@ from flax import nnx
 from train import data
 from train import models
 from train import occlusion
+from train import stats
 from train import steps
 from train import train as trainer
 from train.config import Config
@@ -402,8 +403,19 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
     for c in CONDITIONS:
       mean, std = _mean_std([r["accuracy"][c] for r in rs])
       row[c] = dict(mean=mean, std=std, values=[r["accuracy"][c] for r in rs])
+    row["kept"] = {}
+    for c in CONDITIONS[1:]:
+      kept = [r["accuracy"][c] / r["accuracy"]["clean"] for r in rs]
+      mean, std = _mean_std(kept)
+      row["kept"][c] = dict(mean=mean, std=std, values=kept)
+    for loss in ("train_loss", "test_loss"):
+      values = [r["trainer_final"].get(loss) for r in rs]
+      if None not in values:
+        mean, std = _mean_std(values)
+        row[loss] = dict(mean=mean, std=std, values=values)
     row["train_seconds"] = _mean_std([r["train_seconds"] for r in rs])[0]
     table[m] = row
+  paired = _paired_vs_baseline(records, methods)
   first = records[0]
   s = first["settings"]
   h, w = first["image_hw"]
@@ -413,7 +425,9 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
       box_sizes={f"{round(f * 100)}": dict(h=hw[0], w=hw[1],
                                            fraction=hw[0] * hw[1] / (h * w))
                  for f, hw in sizes.items()},
-      methods=table, commands=sorted({r["command"] for r in records}),
+      methods=table, paired_vs_baseline=paired, gate=_gate(table),
+      commands=sorted({r["command"] for r in records}),
+      commits=sorted({str(r.get("commit")) for r in records}),
       machines=[dict(t) for t in {tuple(sorted(
           (k, str(v)) for k, v in r["machine"].items())) for r in records}],
       runs=len(records))
@@ -427,7 +441,7 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
   fill = ("the training mean colour (zero in the network's normalised input)"
           if s["fill"] == "mean" else "black (raw 0)")
   lines = [
-      "# CIFAR-10: baseline vs CutMix vs MixUp vs Cutout",
+      "# CIFAR-10: " + " vs ".join(LABELS[m] for m in methods),
       "",
       "Test accuracy (%), mean ± sample std over seeds, on the 10,000 clean "
       "test images and on occluded copies.",
@@ -440,6 +454,7 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
     lines.append(f"| {LABELS[m]} | {len(row['seeds'])} | "
                  f"{row['prob'] if m != 'none' else '–'} | "
                  + " | ".join(cell(row[c]) for c in CONDITIONS) + " |")
+  lines += _analysis_lines(table, paired, summary["gate"])
   subset = s["train_subset"] or "all 50,000"
   lines += [
       "",
@@ -461,6 +476,7 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
           f"{LABELS[m]} {row['seeds']}" for m, row in table.items())
       + f" ({len(records)} runs).",
       "- Command(s): " + "; ".join(f"`{c}`" for c in summary["commands"]),
+      "- Source commit(s) of the runs: " + ", ".join(summary["commits"]) + ".",
       "- Machine(s): " + "; ".join(
           f"{m['cpu']}, {m['cores']} cores, jax {m['jax']}, {m['devices']}"
           for m in summary["machines"]),
@@ -473,17 +489,136 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
   ]
   with open(os.path.join(out, "results.md"), "w") as f:
     f.write("\n".join(lines))
-  _plot(table, os.path.join(out, "results.png"), s)
+  _plot(table, paired, os.path.join(out, "results.png"), s)
   print("\n".join(lines[4:5 + len(table) + 1]))
   return summary
 
 
-def _plot(table, path, s):
+# The pre-registered primary comparison (results/cifar10-5k/PROTOCOL.md).
+PRIMARY = ("cutmix", "clean")
+
+
+def _paired_vs_baseline(records, methods) -> dict[str, Any]:
+  """Each method minus the baseline on the seeds both have, in points (%).
+
+  Accuracy differences get a paired t-test, and Holm's correction over every
+  comparison except the primary one; the kept fractions (occluded / clean)
+  are compared descriptively, with their own t-test.
+  """
+  if "none" not in methods:
+    return {}
+  by_key = {(r["method"], r["seed"]): r for r in records}
+  out = {}
+  for m in methods:
+    if m == "none":
+      continue
+    seeds = sorted(s for (mm, s) in by_key if mm == m and ("none", s) in by_key)
+    pairs = [(by_key[(m, s)], by_key[("none", s)]) for s in seeds]
+    acc = {c: stats.paired([100 * a["accuracy"][c] for a, _ in pairs],
+                           [100 * b["accuracy"][c] for _, b in pairs])
+           for c in CONDITIONS}
+    kept = {c: stats.paired(
+        [100 * a["accuracy"][c] / a["accuracy"]["clean"] for a, _ in pairs],
+        [100 * b["accuracy"][c] / b["accuracy"]["clean"] for _, b in pairs])
+            for c in CONDITIONS[1:]}
+    out[m] = dict(seeds=seeds, accuracy=acc, kept=kept)
+  family = [(m, c) for m in out for c in CONDITIONS if (m, c) != PRIMARY]
+  adjusted = stats.holm([out[m]["accuracy"][c]["p"] for m, c in family])
+  for (m, c), p in zip(family, adjusted):
+    out[m]["accuracy"][c]["p_holm"] = p
+  return out
+
+
+def _gate(table) -> Optional[dict[str, Any]]:
+  """The protocol's overfitting gate: baseline test loss >= 2 x train loss."""
+  base = table.get("none", {})
+  if "train_loss" not in base or "test_loss" not in base:
+    return None
+  ratio = base["test_loss"]["mean"] / base["train_loss"]["mean"]
+  return dict(test_over_train_loss=ratio, passed=bool(ratio >= 2.0))
+
+
+def _p(p: Optional[float]) -> str:
+  if p is None:
+    return "–"
+  return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def _analysis_lines(table, paired, gate) -> list[str]:
+  """Markdown for kept fractions, final losses and the paired comparisons."""
+  occluded = CONDITIONS[1:]
+
+  def cell(d, scale=100, digits=2):
+    if d["std"] is None:
+      return f"{scale * d['mean']:.{digits}f}"
+    return (f"{scale * d['mean']:.{digits}f} ± "
+            f"{scale * d['std']:.{digits}f}")
+
+  lines = ["", "Fraction of clean accuracy kept under occlusion (%, occluded / "
+           "clean per run, then mean ± std):", "",
+           "| method | " + " | ".join(CONDITION_TITLES[c] for c in occluded)
+           + " |", "|---|" + "---|" * len(occluded)]
+  for m, row in table.items():
+    lines.append(f"| {LABELS[m]} | "
+                 + " | ".join(cell(row["kept"][c]) for c in occluded) + " |")
+  if all("train_loss" in row for row in table.values()):
+    lines += ["", "Final losses (mean ± std): the training loss is the last "
+              "epoch's mean over its (augmented, for mixing methods: mixed) "
+              "batches.", "", "| method | train loss | test loss |",
+              "|---|---|---|"]
+    for m, row in table.items():
+      lines.append(f"| {LABELS[m]} | {cell(row['train_loss'], 1, 3)} | "
+                   f"{cell(row['test_loss'], 1, 3)} |")
+  if gate is not None:
+    lines += ["", f"Overfitting gate (baseline test loss ≥ 2 × train loss): "
+              f"ratio {gate['test_over_train_loss']:.2f}, "
+              f"{'passed' if gate['passed'] else 'NOT passed'}."]
+  if not paired:
+    return lines
+  lines += ["", "Paired difference against the baseline (points), mean ± SE "
+            "over the seeds both have; two-sided paired t-test p, and Holm's "
+            "adjusted p over every comparison but the primary one:", "",
+            "| method | seeds | " + " | ".join(
+                CONDITION_TITLES[c] for c in CONDITIONS) + " |",
+            "|---|---|" + "---|" * len(CONDITIONS)]
+
+  def diff(d):
+    if d["se"] is None:
+      return "–" if d["mean"] is None else f"{d['mean']:+.2f}"
+    text = f"{d['mean']:+.2f} ± {d['se']:.2f} (p {_p(d['p'])}"
+    if "p_holm" in d:
+      text += f", Holm {_p(d['p_holm'])}"
+    return text + ")"
+
+  for m, row in paired.items():
+    lines.append(f"| {LABELS[m]} | {len(row['seeds'])} | " + " | ".join(
+        diff(row["accuracy"][c]) for c in CONDITIONS) + " |")
+  lines += ["", "The same for the fraction of clean accuracy kept (points):",
+            "", "| method | " + " | ".join(
+                CONDITION_TITLES[c] for c in occluded) + " |",
+            "|---|" + "---|" * len(occluded)]
+  for m, row in paired.items():
+    lines.append(f"| {LABELS[m]} | " + " | ".join(
+        diff(row["kept"][c]) for c in occluded) + " |")
+  m, c = PRIMARY
+  if m in paired:
+    d = paired[m]["accuracy"][c]
+    if d["se"] is not None:
+      lines += ["", f"Primary test ({LABELS[m]} − baseline, {c} accuracy): "
+                f"{d['mean']:+.2f} ± {d['se']:.2f} points over {d['n']} "
+                f"paired seeds, t({d['n'] - 1}) = {d['t']:.2f}, "
+                f"p = {_p(d['p'])}."]
+  return lines
+
+
+def _plot(table, paired, path, s):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  fig, ax = plt.subplots(figsize=(9, 4))
+  fig, (ax, ax_diff) = plt.subplots(1, 2, figsize=(15, 4.5),
+                                    gridspec_kw=dict(width_ratios=(3, 2)))
+  _plot_paired(ax_diff, paired)
   n = len(table)
   for i, (m, row) in enumerate(table.items()):
     x = np.arange(len(CONDITIONS)) + (i - (n - 1) / 2) * 0.8 / n
@@ -501,6 +636,27 @@ def _plot(table, path, s):
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def _plot_paired(ax, paired):
+  """Paired differences against the baseline, mean ± SE, per condition."""
+  if not paired:
+    ax.set_axis_off()
+    return
+  n = len(paired)
+  for i, (m, row) in enumerate(paired.items()):
+    x = np.arange(len(CONDITIONS)) + (i - (n - 1) / 2) * 0.8 / n
+    d = [row["accuracy"][c] for c in CONDITIONS]
+    ax.errorbar(x, [v["mean"] for v in d], yerr=[v["se"] or 0 for v in d],
+                fmt="o", capsize=3,
+                label=f"{LABELS[m]} ({len(row['seeds'])} paired seeds)")
+  ax.axhline(0, color="k", lw=0.8)
+  ax.set_xticks(np.arange(len(CONDITIONS)),
+                [CONDITION_TITLES[c] for c in CONDITIONS])
+  ax.set_ylabel("minus baseline (points), mean ± SE")
+  ax.set_title("Paired difference against the baseline")
+  ax.legend(fontsize=8)
+  ax.grid(axis="y", alpha=0.3)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
