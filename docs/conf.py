@@ -43,6 +43,11 @@ default_role = "py:obj"
 autodoc_typehints = "signature"
 autodoc_member_order = "bysource"
 autodoc_preserve_defaults = True
+# Show the aliases by name, not as the unions they stand for.
+autodoc_type_aliases = {
+    "ArrayLike": "jax.typing.ArrayLike",
+    "AxisName": "AxisName",
+}
 autosummary_generate = False
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False

@@ -84,7 +84,7 @@ def test_the_toctrees_name_existing_pages():
 
 
 def test_guides_have_examples():
-  assert sum(len(PYTHON_BLOCK.findall(p.read_text())) for p in GUIDES) >= 8
+  assert sum(len(PYTHON_BLOCK.findall(p.read_text())) for p in GUIDES) >= 15
 
 
 @pytest.mark.parametrize(
