@@ -104,3 +104,13 @@ def test_guide_references_name_public_objects():
     for target in re.findall(r"\{(?:func|class|obj)\}`~?cutmix_jax\.(\w+)`",
                              guide.read_text()):
       assert target in cutmix_jax.__all__, (guide.name, target)
+
+
+def test_lambda_figure_skips_without_the_zip(tmp_path, capsys):
+  import lambda_figure  # pylint: disable=g-import-not-at-top
+
+  out = tmp_path / "lambdas.png"
+  assert lambda_figure.main(["--zip", str(tmp_path / "absent.zip"),
+                             "--out", str(out)]) == 0
+  assert not out.exists()
+  assert "not found" in capsys.readouterr().out
