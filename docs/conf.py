@@ -88,7 +88,9 @@ _PLURAL = re.compile(r"(`[^`\s][^`]*`)(s\b)")
 def _process_docstring(app, what, name, obj, options, lines):
   """Fixes Markdown-isms; a public object without a docstring is a warning."""
   del app, options
-  lines[:] = [_PLURAL.sub(r"\1\\ \2", line) for line in lines]
+  lines[:] = [_PLURAL.sub(r"\1\\ \2", line).replace("jax.jaxlib._jax.Array",
+                                                      "jax.Array")
+              for line in lines]
   short = name.rsplit(".", 1)[-1]
   if what in ("function", "class") and short in cutmix_jax.__all__:
     if not any(line.strip() for line in lines):
@@ -99,4 +101,5 @@ def _process_docstring(app, what, name, obj, options, lines):
 
 
 def setup(app):
-  app.connect("autodoc-process-docstring", _process_docstring)
+  # After napoleon (priority 500), so its output is what gets fixed.
+  app.connect("autodoc-process-docstring", _process_docstring, priority=900)
