@@ -66,7 +66,8 @@ html_theme_options = {
     "show_toc_level": 2,
     "navigation_with_keys": False,
 }
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 
 # The training guide's GPU/bf16/Grain text arrives as docs/training.md from
 # another branch; the index lists it already. Until that file exists, do not
