@@ -293,7 +293,11 @@ def train_and_evaluate(
   target = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
       state)
-  restored = ckpt.restore_latest(target)
+  try:
+    restored = ckpt.restore_latest(target)
+  except checkpoints.CheckpointError as e:
+    ckpt.close()
+    raise TrainError(str(e)) from e
   start_step = 0
   if restored is not None:
     start_step, state = restored

@@ -1,0 +1,59 @@
+"""Checkpoints: what is skipped, what stops a run, and when they are saved."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from train import checkpoints
+from train import config
+from train import train
+
+
+def _save(directory, step, state):
+  ckpt = checkpoints.Checkpointer(str(directory))
+  ckpt.save(step, state)
+  ckpt.close()
+
+
+def test_a_checkpoint_of_another_structure_stops_naming_what_differs(
+    tmp_path):
+  _save(tmp_path, 5, {"w": np.zeros(3), "b": np.zeros(2), "step": np.int32(5)})
+  target = {"w": np.zeros(4), "c": np.zeros(2), "step": np.int32(0)}
+  with pytest.raises(checkpoints.CheckpointError) as e:
+    checkpoints.Checkpointer(str(tmp_path)).restore_latest(target)
+  message = str(e.value)
+  assert os.path.join(str(tmp_path), "5") in message
+  assert "not in the checkpoint: c" in message
+  assert "not in this run's state: b" in message
+  assert "w: saved (3,) float64, expected (4,) float64" in message
+
+
+def test_a_mismatched_checkpoint_keeps_the_run_and_its_metrics(tmp_path):
+  """A run whose state no longer fits its checkpoint (say, after an optax
+  upgrade) must stop, not start again from step 0 and empty its metrics."""
+  cfg = config.Config(workdir=str(tmp_path), model="tiny", epochs=1,
+                      batch_size=256, progress=False)
+  _save(tmp_path / "checkpoints", 3, {"params": {"w": np.zeros(2)},
+                                      "step": np.int32(3)})
+  metrics = tmp_path / "metrics.jsonl"
+  metrics.write_text(json.dumps({"epoch": 1, "step": 3}) + "\n")
+  with pytest.raises(train.TrainError, match=r"checkpoints/3 does not fit"):
+    train.train_and_evaluate(cfg)
+  assert metrics.read_text() == json.dumps({"epoch": 1, "step": 3}) + "\n"
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
+
+
+def test_an_optax_state_round_trips(tmp_path):
+  # Named-tuple fields (optax) are stored as dict keys: not a mismatch.
+  tx = optax.sgd(0.1, momentum=0.9)
+  state = {"params": {"w": np.ones(3, np.float32)}, "step": np.int32(2)}
+  state["opt_state"] = tx.init(state["params"])
+  _save(tmp_path, 2, state)
+  step, restored = checkpoints.Checkpointer(str(tmp_path)).restore_latest(
+      jax.tree.map(np.zeros_like, state))
+  assert step == 2
+  assert jax.tree.structure(restored) == jax.tree.structure(state)
