@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from train import checkpoints
+from train import data
 from train import config
 from train import train
 
@@ -133,3 +134,25 @@ def test_incomplete_checkpoints_are_skipped(tmp_path):
       jax.tree.map(np.zeros_like, state))
   assert step == 7
   np.testing.assert_array_equal(restored["w"], state["w"])
+
+
+
+def test_a_wrong_eval_count_is_an_error_not_an_assert(monkeypatch):
+  original = data.eval_batches
+
+  def drop_one(*args, **kwargs):
+    for xb, yb, mask in original(*args, **kwargs):
+      yield xb, yb, np.concatenate([[False], mask[1:]])
+
+  def eval_step(state, x, y, mask):
+    del state, x
+    return {"loss": 0.0, "correct": int((y == 0)[mask].sum()),
+            "count": int(mask.sum())}
+
+  x, y = np.zeros((10, 2, 2, 1), np.uint8), np.zeros(10, np.int32)
+  par = train.Parallel("jit")
+  assert train._evaluate(eval_step, par, x, y, 8, None) == (0.0, 1.0)  # pylint: disable=protected-access
+  monkeypatch.setattr(data, "eval_batches", drop_one)
+  with pytest.raises(train.TrainError,
+                     match="counted 8 test samples, expected 10"):
+    train._evaluate(eval_step, par, x, y, 8, None)  # pylint: disable=protected-access

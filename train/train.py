@@ -244,6 +244,23 @@ def _check_finite(loss: float, step: int, restored: Optional[int]) -> None:
         "--grad-clip or --warmup-epochs, then run with a new --workdir.")
 
 
+def _evaluate(eval_step, par: Parallel, x: np.ndarray, y: np.ndarray,
+              batch_size: int, state) -> tuple[float, float]:
+  """Test loss and accuracy over every sample of `x`, each counted once."""
+  sums = {"loss": 0.0, "correct": 0, "count": 0}
+  batches = data.eval_batches(x, y, batch_size, rows=par.rows(batch_size))
+  for xb, yb, mask in data.prefetch(batches, par.put_batch):
+    out = par.unreplicate(eval_step(state, xb, yb, mask))
+    sums = jax.tree.map(lambda a, b: a + b, sums, out)
+  sums = jax.device_get(sums)
+  # A real check, not an assert: it must hold under `python -O` too.
+  if int(sums["count"]) != len(x):
+    raise TrainError(
+        f"evaluation counted {int(sums['count'])} test samples, expected "
+        f"{len(x)}: the eval batches lost or repeated some.")
+  return float(sums["loss"]) / len(x), float(sums["correct"]) / len(x)
+
+
 def train_and_evaluate(
     cfg: Config, stop_after: Optional[int] = None
 ) -> dict[str, Any]:
@@ -334,17 +351,8 @@ def train_and_evaluate(
           np.asarray(images) * ds.std + ds.mean, np.asarray(targets),
           ds.class_names, os.path.join(workdir, "augmented_batch.png"))
 
-  def evaluate(state):
-    sums = {"loss": 0.0, "correct": 0, "count": 0}
-    batches = data.eval_batches(ds.x_test, ds.y_test, cfg.eval_batch_size,
-                                rows=par.rows(cfg.eval_batch_size))
-    for x, y, mask in data.prefetch(batches, par.put_batch):
-      out = par.unreplicate(t.eval_step(state, x, y, mask))
-      sums = jax.tree.map(lambda a, b: a + b, sums, out)
-    sums = jax.device_get(sums)
-    assert int(sums["count"]) == len(ds.x_test)
-    return (float(sums["loss"]) / len(ds.x_test),
-            float(sums["correct"]) / len(ds.x_test))
+  evaluate = functools.partial(_evaluate, t.eval_step, par, ds.x_test,
+                               ds.y_test, cfg.eval_batch_size)
 
   batches = data.prefetch(
       data.train_batches(ds, cfg.batch_size, cfg.seed, start_step, last_step,
