@@ -93,15 +93,32 @@ def load(name: str, data_dir: Optional[str] = None) -> Dataset:
   loader = {"cifar10": load_cifar, "cifar100": load_cifar,
             "imagefolder": load_imagefolder, "npz": load_npz}[name]
   try:
-    return loader(data_dir, name) if loader is load_cifar else loader(data_dir)
+    ds = loader(data_dir, name) if loader is load_cifar else loader(data_dir)
   except DataError:
     raise
+  except EOFError as e:
+    raise DataError(
+        f"{data_dir!r} ended early ({e}): it looks truncated, say by an "
+        "interrupted download or copy; fetch it again.") from e
   except (OSError, KeyError, ValueError, pickle.UnpicklingError,
           tarfile.TarError) as e:
     raise DataError(
         f"could not read {data_dir!r} as {name} ({type(e).__name__}: {e}); "
         f"expected {LAYOUTS[name]}."
     ) from e
+  check_labels(ds, data_dir)
+  return ds
+
+
+def check_labels(ds: Dataset, source: str) -> None:
+  """Refuses labels outside `[0, num_classes)`: they would become NaN
+  targets, and the run would stop later as if it had diverged."""
+  for split, y in (("train", ds.y_train), ("test", ds.y_test)):
+    bad = np.unique(y[(y < 0) | (y >= ds.num_classes)])
+    if bad.size:
+      raise DataError(
+          f"{source!r}: {split} labels {bad[:10].tolist()} are outside "
+          f"[0, {ds.num_classes}) ({ds.num_classes} classes).")
 
 
 def load_digits(test_fraction: float = 0.2) -> Dataset:
@@ -139,7 +156,16 @@ def load_cifar(path: str, name: str) -> Dataset:
   label_key = b"labels" if name == "cifar10" else b"fine_labels"
   names_key = b"label_names" if name == "cifar10" else b"fine_label_names"
 
+  tarball = {"cifar10": "cifar-10-python.tar.gz",
+             "cifar100": "cifar-100-python.tar.gz"}[name]
+  if (os.path.isdir(path) and not os.path.isdir(os.path.join(path, folder))
+      and os.path.basename(os.path.normpath(path)) != folder
+      and os.path.isfile(os.path.join(path, tarball))):
+    path = os.path.join(path, tarball)
   if os.path.isfile(path):
+    if os.path.getsize(path) == 0:
+      raise DataError(f"{path!r} is empty: it looks truncated, say by an "
+                      "interrupted download or copy; fetch it again.")
     with tarfile.open(path) as tar:
       members = {os.path.relpath(m.name, folder): m for m in tar.getmembers()
                  if m.isfile() and m.name.startswith(folder + "/")}
@@ -160,8 +186,16 @@ def load_cifar(path: str, name: str) -> Dataset:
         f"{LAYOUTS[name]}."
     )
 
+  def unpickle(f):
+    try:
+      return _unpickle(blobs[f])
+    except EOFError as e:
+      raise DataError(
+          f"{path!r}: {folder}/{f} ends early ({len(blobs[f])} bytes): it "
+          "looks truncated; fetch the dataset again.") from e
+
   def split(file_names):
-    parts = [_unpickle(blobs[f]) for f in file_names]
+    parts = [unpickle(f) for f in file_names]
     x = np.concatenate([p[b"data"] for p in parts]).reshape(-1, 3, 32, 32)
     y = np.concatenate([np.asarray(p[label_key]) for p in parts])
     return x.transpose(0, 2, 3, 1), y
@@ -169,7 +203,7 @@ def load_cifar(path: str, name: str) -> Dataset:
   x_train, y_train = split(train_files)
   x_test, y_test = split(files[-1:])
   if meta_file in blobs:
-    class_names = [n.decode() for n in _unpickle(blobs[meta_file])[names_key]]
+    class_names = [n.decode() for n in unpickle(meta_file)[names_key]]
   else:
     class_names = [str(c) for c in range(int(y_train.max()) + 1)]
   return Dataset(x_train, y_train, x_test, y_test, class_names)
@@ -194,11 +228,11 @@ def load_npz(path: str) -> Dataset:
           f"{path!r}: x_{split} {x.shape} {x.dtype} and y_{split} {y.shape} "
           f"{y.dtype} do not match; expected {LAYOUTS['npz']}."
       )
+  # The classes are 0..max label; negative labels are refused by `load`.
   labels = np.concatenate([arrays["y_train"], arrays["y_test"]])
-  if labels.min() < 0:
-    raise DataError(f"{path!r}: labels must be >= 0, got {labels.min()}.")
   return Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"],
-                 arrays["y_test"], [str(c) for c in range(labels.max() + 1)])
+                 arrays["y_test"],
+                 [str(c) for c in range(max(int(labels.max()), 0) + 1)])
 
 
 def load_imagefolder(root: str) -> Dataset:
@@ -219,6 +253,14 @@ def load_imagefolder(root: str) -> Dataset:
       if os.path.isdir(os.path.join(root, "train", d)))
   if not class_names:
     raise DataError(f"{root}/train has no class folders; expected {layout}.")
+  test_classes = {d for d in os.listdir(os.path.join(root, test_name))
+                  if os.path.isdir(os.path.join(root, test_name, d))}
+  unknown = sorted(test_classes - set(class_names))
+  if unknown:
+    raise DataError(
+        f"{root}/{test_name}/ has classes not in {root}/train/: {unknown}; "
+        "the model could never predict them. Add them to train/ or remove "
+        f"them from {test_name}/.")
 
   def read_split(split):
     images, labels, first = [], [], None
