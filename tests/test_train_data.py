@@ -3,6 +3,7 @@
 import os
 import pickle
 import tarfile
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -224,3 +225,21 @@ def test_imagefolder_test_classes_missing_from_train(tmp_path):
   with pytest.raises(data.DataError,
                      match=r"test/ has classes not in .*train/: \['dog', 'emu'\]"):
     data.load("imagefolder", str(tmp_path))
+
+
+def test_normalisation_statistics_in_float32_chunks():
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (20000, 8, 8, 3), dtype=np.uint8)
+  x[..., 2] //= 8  # channels of different scale
+  reference = x.astype(np.float64)
+  tracemalloc.start()
+  ds = data.Dataset(x, np.zeros(20000, np.int32), x[:2], np.zeros(2, np.int32),
+                    ["a"])
+  _, peak = tracemalloc.get_traced_memory()
+  tracemalloc.stop()
+  np.testing.assert_allclose(ds.mean, reference.mean(axis=(0, 1, 2)),
+                             rtol=1e-6)
+  np.testing.assert_allclose(ds.std, reference.std(axis=(0, 1, 2)), rtol=1e-5)
+  assert ds.mean.dtype == ds.std.dtype == np.float32
+  # Chunks: less than the uint8 set itself, let alone a float copy (4-8x).
+  assert peak < x.nbytes, peak

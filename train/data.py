@@ -68,9 +68,7 @@ class Dataset:
       )
     self.y_train = self.y_train.astype(np.int32)
     self.y_test = self.y_test.astype(np.int32)
-    x = self.x_train.astype(np.float64)
-    self.mean = x.mean(axis=(0, 1, 2)).astype(np.float32)
-    self.std = np.maximum(x.std(axis=(0, 1, 2)), 1e-6).astype(np.float32)
+    self.mean, self.std = channel_stats(self.x_train)
 
   @property
   def num_classes(self) -> int:
@@ -79,6 +77,30 @@ class Dataset:
   @property
   def image_shape(self) -> tuple[int, int, int]:
     return tuple(self.x_train.shape[1:])
+
+
+def channel_stats(x: np.ndarray, chunk: int = 1024
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """Per-channel mean and standard deviation of `[N, H, W, C]` images.
+
+  Computed over chunks of `chunk` images in float32, so the memory used is
+  that of one chunk, not a float copy of the whole set; the chunks' means and
+  squared deviations are merged exactly (Chan et al.), without the
+  cancellation of a sum of squares.
+  """
+  count, mean, m2 = 0, np.zeros(x.shape[-1]), np.zeros(x.shape[-1])
+  for start in range(0, len(x), chunk):
+    part = x[start : start + chunk].astype(np.float32).reshape(-1, x.shape[-1])
+    n = len(part)
+    part_mean = part.mean(axis=0)
+    part_m2 = np.square(part - part_mean).sum(axis=0)
+    delta = part_mean - mean
+    total = count + n
+    mean = mean + delta * (n / total)
+    m2 = m2 + part_m2 + np.square(delta) * (count * n / total)
+    count = total
+  std = np.sqrt(m2 / count)
+  return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
 
 
 def load(name: str, data_dir: Optional[str] = None) -> Dataset:
