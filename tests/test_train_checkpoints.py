@@ -47,6 +47,36 @@ def test_a_mismatched_checkpoint_keeps_the_run_and_its_metrics(tmp_path):
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
 
 
+def test_save_policy_every_n_steps_or_minutes_whichever_is_rarer():
+  now = [0.0]
+  policy = checkpoints.SavePolicy(every=10, minutes=1, last_step=95,
+                                  clock=lambda: now[0], agree=lambda d: d)
+  saved = []
+  for step in range(1, 96):
+    now[0] += 3.0  # 3 s a step: 10 steps are 30 s, less than a minute
+    if policy.should_save(step):
+      policy.saved()
+      saved.append(step)
+  assert saved == [20, 40, 60, 80, 95]
+  # Slow steps: every 10 steps; 0 minutes: every 10 steps as well.
+  for seconds, minutes in ((10.0, 1), (0.0, 0)):
+    now[0] = 0.0
+    policy = checkpoints.SavePolicy(every=10, minutes=minutes, last_step=95,
+                                    clock=lambda: now[0], agree=lambda d: d)
+    saved = []
+    for step in range(1, 96):
+      now[0] += seconds
+      if policy.should_save(step):
+        policy.saved()
+        saved.append(step)
+    assert saved == [10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
+
+
+def test_default_checkpoints_are_per_epoch_at_most_every_10_minutes():
+  cfg = config.parse_args([])
+  assert cfg.ckpt_every is None and cfg.ckpt_minutes == 10 and cfg.ckpt_keep == 2
+
+
 def test_an_optax_state_round_trips(tmp_path):
   # Named-tuple fields (optax) are stored as dict keys: not a mismatch.
   tx = optax.sgd(0.1, momentum=0.9)
@@ -57,3 +87,4 @@ def test_an_optax_state_round_trips(tmp_path):
       jax.tree.map(np.zeros_like, state))
   assert step == 2
   assert jax.tree.structure(restored) == jax.tree.structure(state)
+

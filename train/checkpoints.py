@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 # Written when a save is finalised: the step's metadata and its item's tree.
@@ -52,6 +54,45 @@ def structure_diff(saved, target, limit: int = 5) -> list[str]:
   for k in changed[:limit]:
     out.append(f"{k}: saved {a[k][0]} {a[k][1]}, expected {b[k][0]} {b[k][1]}")
   return out
+
+
+def _process_0_decides(due: bool) -> bool:
+  """Process 0's decision in every process: a save is collective, so all
+  processes must take it together, and their clocks differ."""
+  if jax.process_count() == 1:
+    return due
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(multihost_utils.broadcast_one_to_all(np.bool_(due)))
+
+
+class SavePolicy:
+  """When to save: every `every` steps, but only once `minutes` have passed
+  since the last save (whichever is rarer), and always at `last_step`.
+
+  Args:
+    every: steps between considered saves (the trainer's default: an epoch).
+    minutes: the least time between saves (0: save every `every` steps).
+    last_step: the step that is always saved.
+    clock: seconds, monotonic (tests pass a fake one).
+    agree: makes the processes agree on a decision (tests pass identity).
+  """
+
+  def __init__(self, every: int, minutes: float, last_step: int,
+               clock: Callable[[], float] = time.monotonic,
+               agree: Callable[[bool], bool] = _process_0_decides):
+    self.every, self.seconds, self.last_step = every, minutes * 60, last_step
+    self._clock, self._agree = clock, agree
+    self._last_save = clock()
+
+  def should_save(self, step: int) -> bool:
+    if step == self.last_step:
+      return True
+    if step % self.every:
+      return False
+    return self._agree(self._clock() - self._last_save >= self.seconds)
+
+  def saved(self) -> None:
+    self._last_save = self._clock()
 
 
 class Checkpointer:

@@ -45,7 +45,9 @@ class Config:
   seed: int = 0
   workdir: Optional[str] = None
   eval_every: int = 1
-  ckpt_every: int = 100
+  ckpt_every: Optional[int] = None
+  ckpt_minutes: float = 10.0
+  ckpt_keep: int = 2
   log_every: int = 10
   progress: bool = True
   distributed: Optional[bool] = None
@@ -95,7 +97,10 @@ class Config:
          "--cutout-size must be >= 1"),
         (self.crop_pad is None or self.crop_pad >= 0, "--crop-pad must be >= 0"),
         (self.eval_every >= 1, "--eval-every must be >= 1"),
-        (self.ckpt_every >= 1, "--ckpt-every must be >= 1"),
+        (self.ckpt_every is None or self.ckpt_every >= 1,
+         "--ckpt-every must be >= 1"),
+        (self.ckpt_minutes >= 0, "--ckpt-minutes must be >= 0"),
+        (self.ckpt_keep >= 1, "--ckpt-keep must be >= 1"),
         (self.log_every >= 1, "--log-every must be >= 1"),
         (self.num_processes is None or self.num_processes >= 1,
          "--num-processes must be >= 1"),
@@ -157,7 +162,12 @@ _HELP = {
                "runs/<dataset>-<model>-<aug>-s<seed>)",
     "eval_every": "evaluate on the test set every this many epochs; the last "
                   "epoch is always evaluated",
-    "ckpt_every": "save a checkpoint every this many steps (and at the end)",
+    "ckpt_every": "consider a checkpoint every this many steps (default: "
+                  "one per epoch); one is also saved at the end",
+    "ckpt_minutes": "save a considered checkpoint only if this many minutes "
+                    "have passed since the last one (0: every --ckpt-every "
+                    "steps); a killed run loses at most one interval",
+    "ckpt_keep": "how many of the most recent checkpoints to keep",
     "log_every": "update the progress bar and check the loss every this "
                  "many steps",
     "progress": "show a progress bar (on process 0 only)",

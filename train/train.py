@@ -28,7 +28,8 @@ from train.config import Config
 PMAP_AXIS = "batch"
 # Settings that may change between a run and its resumption.
 _RESUMABLE_FIELDS = ("workdir", "data_dir", "progress", "log_every",
-                     "ckpt_every", "eval_every", "eval_batch_size")
+                     "ckpt_every", "ckpt_minutes", "ckpt_keep", "eval_every",
+                     "eval_batch_size")
 # How the processes of a run find each other: not part of the run, so not
 # saved in config.json (a resume may use other addresses).
 _LAUNCH_FIELDS = ("distributed", "coordinator_address", "num_processes",
@@ -304,7 +305,10 @@ def train_and_evaluate(
             steps_per_epoch, total_steps)
   state = t.state
 
-  ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"))
+  ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                 max_to_keep=cfg.ckpt_keep)
+  save_policy = checkpoints.SavePolicy(cfg.ckpt_every or steps_per_epoch,
+                                       cfg.ckpt_minutes, last_step)
   sharding = (par.replicated if cfg.parallel == "jit"
               else jax.sharding.SingleDeviceSharding(jax.devices()[0]))
   target = jax.tree.map(
@@ -391,12 +395,13 @@ def train_and_evaluate(
         if main:
           bar.write(line)
         epoch_losses = []
-      if step % cfg.ckpt_every == 0 or step == last_step:
+      if save_policy.should_save(step):
         # Never checkpoint a diverged state.
         _check_finite(float(par.unreplicate(out["loss"])), step, last_saved)
         # Orbax copies the arrays to the host before returning, so the next
         # step may donate their buffers while the files are written.
         ckpt.save(step, par.unreplicate(state))
+        save_policy.saved()
         last_saved = step
   finally:
     bar.close()
