@@ -88,3 +88,14 @@ def test_an_optax_state_round_trips(tmp_path):
   assert step == 2
   assert jax.tree.structure(restored) == jax.tree.structure(state)
 
+
+def test_a_run_saved_before_a_setting_existed_still_resumes(tmp_path):
+  cfg = config.Config(workdir=str(tmp_path))
+  train._check_workdir_config(str(tmp_path), cfg)  # pylint: disable=protected-access
+  saved = json.loads((tmp_path / "config.json").read_text())
+  del saved["loader"], saved["image_size"]  # as written by an older trainer
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  train._check_workdir_config(str(tmp_path), cfg)  # pylint: disable=protected-access
+  changed = config.Config(workdir=str(tmp_path), image_size=64)
+  with pytest.raises(train.TrainError, match="image_size: 224 -> 64"):
+    train._check_workdir_config(str(tmp_path), changed)  # pylint: disable=protected-access

@@ -164,9 +164,10 @@ def test_a_wrong_eval_count_is_an_error_not_an_assert(monkeypatch):
             "count": int(mask.sum())}
 
   x, y = np.zeros((10, 2, 2, 1), np.uint8), np.zeros(10, np.int32)
+  src = data.in_memory(data.Dataset(x, y, x, y, ["a"]))
   par = train.Parallel("jit")
-  assert train._evaluate(eval_step, par, x, y, 8, None) == (0.0, 1.0)  # pylint: disable=protected-access
+  assert train._evaluate(eval_step, par, src, 8, None) == (0.0, 1.0)  # pylint: disable=protected-access
   monkeypatch.setattr(data, "eval_batches", drop_one)
   with pytest.raises(train.TrainError,
                      match="counted 8 test samples, expected 10"):
-    train._evaluate(eval_step, par, x, y, 8, None)  # pylint: disable=protected-access
+    train._evaluate(eval_step, par, src, 8, None)  # pylint: disable=protected-access

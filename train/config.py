@@ -13,6 +13,7 @@ AUGS = ("none", "cutmix", "mixup", "mix", "cutout")
 MODES = ("batch", "pair", "elem")
 SCHEDULES = ("cosine", "step")
 PARALLEL = ("jit", "pmap")
+LOADERS = ("auto", "memory", "grain")
 
 
 @dataclasses.dataclass
@@ -21,6 +22,10 @@ class Config:
 
   dataset: str = "digits"
   data_dir: Optional[str] = None
+  loader: str = "auto"
+  loader_memory_gb: float = 4.0
+  image_size: int = 224
+  workers: int = 4
   model: str = "resnet20"
   width: Optional[int] = None
   epochs: int = 30
@@ -80,6 +85,12 @@ class Config:
         (self.mode in (None,) + MODES, f"--mode must be one of {MODES}"),
         (self.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}"),
         (self.parallel in PARALLEL, f"--parallel must be one of {PARALLEL}"),
+        (self.loader in LOADERS, f"--loader must be one of {LOADERS}"),
+        (self.loader != "grain" or self.dataset == "imagefolder",
+         "--loader grain reads --dataset imagefolder only"),
+        (self.loader_memory_gb > 0, "--loader-memory-gb must be > 0"),
+        (self.image_size >= 1, "--image-size must be >= 1"),
+        (self.workers >= 0, "--workers must be >= 0"),
         (self.width is None or self.width >= 1, "--width must be >= 1"),
         (self.epochs >= 1, "--epochs must be >= 1"),
         (self.batch_size >= 1, "--batch-size must be >= 1"),
@@ -124,6 +135,17 @@ _HELP = {
                "imagefolder (<root>/train/<class>/*.jpg|png and <root>/test "
                "or <root>/val) or npz (x_train, y_train, x_test, y_test)",
     "data_dir": "path to the dataset (not used by digits)",
+    "loader": "memory: decode the whole dataset into RAM (images of one "
+              "size); grain: read an imagefolder batch by batch with Grain "
+              "worker processes (RandomResizedCrop and flip for training, "
+              "resize and centre crop for eval, to --image-size); auto: "
+              "grain for an imagefolder larger than --loader-memory-gb "
+              "decoded, else memory",
+    "loader_memory_gb": "the decoded size above which --loader auto reads "
+                        "an imagefolder with Grain",
+    "image_size": "side of the square crops of --loader grain",
+    "workers": "Grain worker processes per process that decode and crop "
+               "(0: threads of the training process)",
     "model": "ResNet: tiny (tests), resnet20/32/56 (CIFAR-style), "
              "resnet18/34/50 (ImageNet-style)",
     "width": "first-stage channels (default: 16 CIFAR-style, 64 ImageNet-style, "
@@ -152,8 +174,10 @@ _HELP = {
     "switch_prob": "chance of CutMix rather than MixUp for --aug mix",
     "cutout_size": "Cutout box side in pixels (default: half the image side)",
     "crop_pad": "padding (with the mean colour) for the random crop "
-                "(default: image side / 8, so 4 on CIFAR)",
-    "flip": "random horizontal flips (default: on, except on digits)",
+                "(default: image side / 8, so 4 on CIFAR; 0 with --loader "
+                "grain, which crops in its workers)",
+    "flip": "random horizontal flips (default: on, except on digits; with "
+            "--loader grain, done in its workers)",
     "parallel": "jit: jax.jit over a device mesh, batch sharded on 'data'; "
                 "pmap: the legacy jax.pmap path (single process only)",
     "seed": "seed of initialisation, data order and augmentation",
@@ -210,7 +234,8 @@ def make_parser() -> argparse.ArgumentParser:
       formatter_class=_HelpFormatter,
   )
   choices = {"dataset": DATASETS, "model": tuple(models.MODELS), "aug": AUGS,
-             "mode": MODES, "schedule": SCHEDULES, "parallel": PARALLEL}
+             "mode": MODES, "schedule": SCHEDULES, "parallel": PARALLEL,
+             "loader": LOADERS}
   for field in dataclasses.fields(Config):
     flag = "--" + field.name.replace("_", "-")
     kwargs = dict(default=field.default, help=_HELP[field.name])

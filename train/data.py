@@ -7,7 +7,7 @@ import dataclasses
 import os
 import pickle
 import tarfile
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import jax
 import numpy as np
@@ -257,10 +257,24 @@ def load_npz(path: str) -> Dataset:
                  [str(c) for c in range(max(int(labels.max()), 0) + 1)])
 
 
-def load_imagefolder(root: str) -> Dataset:
-  """`<root>/train/<class>/*.jpg|png` plus `<root>/test` or `<root>/val`."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+@dataclasses.dataclass
+class ImageFiles:
+  """An image folder's file lists, not decoded (see `scan_imagefolder`)."""
 
+  train_paths: list[str]
+  train_labels: np.ndarray
+  test_paths: list[str]
+  test_labels: np.ndarray
+  class_names: list[str]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def scan_imagefolder(root: str) -> ImageFiles:
+  """Lists `<root>/train/<class>/*.jpg|png` and `<root>/test` (or `val`),
+  checking the layout; labels index the sorted train class folders."""
   layout = LAYOUTS["imagefolder"]
   test_name = next((d for d in ("test", "val")
                     if os.path.isdir(os.path.join(root, d))), None)
@@ -284,43 +298,51 @@ def load_imagefolder(root: str) -> Dataset:
         "the model could never predict them. Add them to train/ or remove "
         f"them from {test_name}/.")
 
-  def read_split(split):
-    images, labels, first = [], [], None
+  def list_split(split):
+    paths, labels = [], []
     for label, name in enumerate(class_names):
       folder = os.path.join(root, split, name)
       files = sorted(f for f in os.listdir(folder)
                      if f.lower().endswith(_IMAGE_EXTENSIONS)) if os.path.isdir(
                          folder) else []
-      for f in files:
-        path = os.path.join(folder, f)
-        with Image.open(path) as im:
-          image = np.asarray(im.convert("RGB"))
-        if first is None:
-          first = (path, image.shape)
-        elif image.shape != first[1]:
-          raise DataError(
-              f"{path} is {image.shape[1]}x{image.shape[0]} but {first[0]} is "
-              f"{first[1][1]}x{first[1][0]}; all images must have one size "
-              "(resize them first)."
-          )
-        images.append(image)
-        labels.append(label)
-    if not images:
+      paths += [os.path.join(folder, f) for f in files]
+      labels += [label] * len(files)
+    if not paths:
       raise DataError(
           f"{root}/{split} has no .jpg/.png images in class folders "
           f"{class_names[:5]}...; expected {layout}."
       )
-    return np.stack(images), np.asarray(labels), first
+    return paths, np.asarray(labels, np.int32)
 
-  x_train, y_train, first_train = read_split("train")
-  x_test, y_test, first_test = read_split(test_name)
-  if x_train.shape[1:] != x_test.shape[1:]:
-    raise DataError(
-        f"{first_test[0]} is {x_test.shape[2]}x{x_test.shape[1]} but "
-        f"{first_train[0]} is {x_train.shape[2]}x{x_train.shape[1]}; all "
-        "images must have one size (resize them first)."
-    )
-  return Dataset(x_train, y_train, x_test, y_test, class_names)
+  return ImageFiles(*list_split("train"), *list_split(test_name), class_names)
+
+
+def load_imagefolder(root: str) -> Dataset:
+  """`<root>/train/<class>/*.jpg|png` plus `<root>/test` or `<root>/val`,
+  decoded into memory; all images must have one size."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  files = scan_imagefolder(root)
+  first = {}
+
+  def read(paths):
+    images = []
+    for path in paths:
+      with Image.open(path) as im:
+        image = np.asarray(im.convert("RGB"))
+      if not first:
+        first.update(path=path, shape=image.shape)
+      elif image.shape != first["shape"]:
+        raise DataError(
+            f"{path} is {image.shape[1]}x{image.shape[0]} but {first['path']} "
+            f"is {first['shape'][1]}x{first['shape'][0]}; all images must "
+            "have one size (resize them first, or use --loader grain)."
+        )
+      images.append(image)
+    return np.stack(images)
+
+  return Dataset(read(files.train_paths), files.train_labels,
+                 read(files.test_paths), files.test_labels, files.class_names)
 
 
 # ---------------------------------------------------------------------------
@@ -407,3 +429,49 @@ def prefetch(iterator, put, size: int = 2):
       yield queue.popleft()
   while queue:
     yield queue.popleft()
+
+
+@dataclasses.dataclass
+class Source:
+  """What the training loop reads, whichever loader provides it.
+
+  Attributes:
+    num_train: training images.
+    num_test: test images.
+    class_names: one name per class.
+    image_shape: `(height, width, channels)` of every batch's images.
+    mean: float32 `[C]` per-channel mean, subtracted on the device.
+    std: float32 `[C]` per-channel standard deviation.
+    train_batches: `(batch_size, seed, start_step, num_steps, rows)` ->
+      `(images, labels)` of global steps `[start_step, num_steps)`, this
+      process's `rows` of each (see `train_batches`).
+    eval_batches: `(batch_size, rows)` -> `(images, labels, mask)`, every
+      test image once over all processes (see `eval_batches`).
+    loader: 'memory' or 'grain'.
+  """
+
+  num_train: int
+  num_test: int
+  class_names: list[str]
+  image_shape: tuple[int, int, int]
+  mean: np.ndarray
+  std: np.ndarray
+  train_batches: Callable[..., Iterator]
+  eval_batches: Callable[..., Iterator]
+  loader: str
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def in_memory(ds: Dataset) -> Source:
+  """A `Source` over arrays in memory."""
+  return Source(
+      len(ds.x_train), len(ds.x_test), ds.class_names, ds.image_shape,
+      ds.mean, ds.std,
+      lambda batch_size, seed, start, stop, rows: train_batches(
+          ds, batch_size, seed, start, stop, rows=rows),
+      lambda batch_size, rows: eval_batches(ds.x_test, ds.y_test, batch_size,
+                                            rows=rows),
+      "memory")
