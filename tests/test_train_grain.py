@@ -2,6 +2,7 @@
 a small generated folder of JPEGs and PNGs of mixed sizes."""
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -150,6 +151,11 @@ def test_a_grain_run_resumes_exactly(files, tmp_path, fast_compile):
                       workdir=str(tmp_path / "straight"))
   straight = train.train_and_evaluate(cfg)
   assert straight["step"] == 6
+  with open(os.path.join(cfg.workdir, "config.json")) as f:
+    saved = json.load(f)
+  # Crops and flips happen in the workers, not again in the step.
+  assert (saved["loader"], saved["crop_pad"], saved["flip"]) == ("grain", 0,
+                                                                 True)
   stopped = config.Config(**dict(vars(cfg), workdir=str(tmp_path / "resumed")))
   train.train_and_evaluate(stopped, stop_after=4)
   resumed = train.train_and_evaluate(stopped)

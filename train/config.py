@@ -174,8 +174,8 @@ _HELP = {
     "switch_prob": "chance of CutMix rather than MixUp for --aug mix",
     "cutout_size": "Cutout box side in pixels (default: half the image side)",
     "crop_pad": "padding (with the mean colour) for the random crop "
-                "(default: image side / 8, so 4 on CIFAR; 0 with --loader "
-                "grain, which crops in its workers)",
+                "(default: image side / 8, so 4 on CIFAR; always 0 with "
+                "--loader grain, which crops in its workers)",
     "flip": "random horizontal flips (default: on, except on digits; with "
             "--loader grain, done in its workers)",
     "parallel": "jit: jax.jit over a device mesh, batch sharded on 'data'; "

@@ -304,13 +304,13 @@ def train_and_evaluate(
   src = open_data(cfg)
   if src.loader == "grain":
     # Recorded, so that resuming with --loader auto (and another memory
-    # budget) cannot switch loaders.
-    cfg = dataclasses.replace(cfg, loader="grain")
+    # budget) cannot switch loaders. Grain crops in its workers.
+    cfg = dataclasses.replace(cfg, loader="grain", crop_pad=0)
   height, width, _ = src.image_shape
   cfg = cfg.resolved(cfg.dataset, min(height, width))
-  # Grain crops and flips in its workers; the step does not again.
-  step_cfg = (dataclasses.replace(cfg, crop_pad=0, flip=False)
-              if src.loader == "grain" else cfg)
+  # Grain also flips in its workers; the step must not flip again.
+  step_cfg = (dataclasses.replace(cfg, flip=False) if src.loader == "grain"
+              else cfg)
   par = Parallel(cfg.parallel)
   for name in ("batch_size", "eval_batch_size"):
     if getattr(cfg, name) % par.n:
