@@ -3,6 +3,7 @@
 import os
 import pickle
 import tarfile
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -168,3 +169,77 @@ def test_eval_batches_cover_every_sample_once():
   seen = np.concatenate([y[m] for _, y, m in batches])
   np.testing.assert_array_equal(seen, np.arange(10))
   assert batches[-1][2].tolist() == [True, True, False, False]
+
+
+def test_truncated_or_empty_cifar_files_name_the_file(tmp_path):
+  folder = _write_cifar10(str(tmp_path / "src"))
+  tarball = tmp_path / "cifar-10-python.tar.gz"
+  with tarfile.open(tarball, "w:gz") as tar:
+    tar.add(folder, arcname="cifar-10-batches-py")
+  blob = tarball.read_bytes()
+  for name, content in (("truncated", blob[: len(blob) // 2]),
+                        ("empty", b"")):
+    path = tmp_path / name / "cifar-10-python.tar.gz"
+    path.parent.mkdir()
+    path.write_bytes(content)
+    with pytest.raises(data.DataError, match=f"{path}.*truncated"):
+      data.load("cifar10", str(path))
+  # An empty batch file in the extracted folder.
+  open(os.path.join(folder, "data_batch_3"), "wb").close()
+  with pytest.raises(data.DataError, match="data_batch_3.*truncated"):
+    data.load("cifar10", folder)
+
+
+def test_a_folder_that_contains_the_tarball(tmp_path):
+  folder = _write_cifar10(str(tmp_path / "src"))
+  (tmp_path / "downloads").mkdir()
+  with tarfile.open(tmp_path / "downloads" / "cifar-10-python.tar.gz",
+                    "w:gz") as tar:
+    tar.add(folder, arcname="cifar-10-batches-py")
+  ds = data.load("cifar10", str(tmp_path / "downloads"))
+  assert ds.x_train.shape == (20, 32, 32, 3)
+
+
+def test_labels_out_of_range_are_refused_at_load_time(tmp_path):
+  folder = _write_cifar10(str(tmp_path))
+  with open(os.path.join(folder, "test_batch"), "rb") as f:
+    batch = pickle.load(f, encoding="bytes")
+  batch[b"labels"][1] = 10  # 10 classes in batches.meta
+  with open(os.path.join(folder, "test_batch"), "wb") as f:
+    pickle.dump(batch, f)
+  with pytest.raises(data.DataError,
+                     match=r"cifar-10-batches-py.*test labels.*\[10\].*\[0, 10\)"):
+    data.load("cifar10", folder)
+  path = tmp_path / "d.npz"
+  np.savez(path, x_train=np.zeros((4, 2, 2)), y_train=[0, 1, -3, 1],
+           x_test=np.zeros((2, 2, 2)), y_test=[0, 1])
+  with pytest.raises(data.DataError, match=r"d.npz.*train labels.*\[-3\]"):
+    data.load("npz", str(path))
+
+
+def test_imagefolder_test_classes_missing_from_train(tmp_path):
+  _png(str(tmp_path / "train/cat/1.png"), (4, 4))
+  _png(str(tmp_path / "test/cat/1.png"), (4, 4))
+  _png(str(tmp_path / "test/dog/1.png"), (4, 4))
+  _png(str(tmp_path / "test/emu/1.png"), (4, 4))
+  with pytest.raises(data.DataError,
+                     match=r"test/ has classes not in .*train/: \['dog', 'emu'\]"):
+    data.load("imagefolder", str(tmp_path))
+
+
+def test_normalisation_statistics_in_float32_chunks():
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (20000, 8, 8, 3), dtype=np.uint8)
+  x[..., 2] //= 8  # channels of different scale
+  reference = x.astype(np.float64)
+  tracemalloc.start()
+  ds = data.Dataset(x, np.zeros(20000, np.int32), x[:2], np.zeros(2, np.int32),
+                    ["a"])
+  _, peak = tracemalloc.get_traced_memory()
+  tracemalloc.stop()
+  np.testing.assert_allclose(ds.mean, reference.mean(axis=(0, 1, 2)),
+                             rtol=1e-6)
+  np.testing.assert_allclose(ds.std, reference.std(axis=(0, 1, 2)), rtol=1e-5)
+  assert ds.mean.dtype == ds.std.dtype == np.float32
+  # Chunks: less than the uint8 set itself, let alone a float copy (4-8x).
+  assert peak < x.nbytes, peak

@@ -1,5 +1,6 @@
 """End-to-end runs on digits: accuracy, exact resume, kill -9, checkpoints."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from train import checkpoints
+from train import data
 from train import config
 from train import train
 
@@ -28,18 +30,22 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
   workdir = str(tmp_path / "straight")
   straight = train.train_and_evaluate(config.Config(workdir=workdir, **RUN))
   assert straight["step"] == TOTAL_STEPS
-  # Measured 0.961 on 8 CPU devices; the bar leaves room for other platforms.
-  assert straight["test_accuracy"] >= 0.9, straight
+  # Measured 0.964 (346/359) on 8 CPU devices, reproducibly; the bar leaves
+  # five samples for other platforms.
+  assert straight["test_accuracy"] >= 0.95, straight
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     records = [json.loads(line) for line in f]
   assert [r["epoch"] for r in records] == list(range(1, 6))
   for name in ("curves.png", "augmented_batch.png", "config.json"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0
-  assert str(TOTAL_STEPS) in os.listdir(os.path.join(workdir, "checkpoints"))
+  # One per epoch at most 10 minutes apart: a 5-epoch run saves at the end.
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(TOTAL_STEPS)]
 
   # A run stopped mid-epoch and resumed ends where the straight run did. It
   # evaluates every second epoch, which must not change the training.
-  cfg = config.Config(workdir=str(tmp_path / "resumed"), eval_every=2, **RUN)
+  # It also saves every 20 steps and keeps the last 3.
+  cfg = config.Config(workdir=str(tmp_path / "resumed"), eval_every=2,
+                      ckpt_every=20, ckpt_minutes=0, ckpt_keep=3, **RUN)
   half = TOTAL_STEPS // 2 + 3  # mid-epoch, to exercise the data order
   assert train.train_and_evaluate(cfg, stop_after=half)["step"] == half
   resumed = train.train_and_evaluate(cfg)
@@ -49,6 +55,8 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, straight["state"],
                resumed["state"])
   assert resumed["test_accuracy"] == straight["test_accuracy"]
+  assert sorted(int(p) for p in os.listdir(
+      os.path.join(cfg.workdir, "checkpoints"))) == [180, 200, TOTAL_STEPS]
   with open(os.path.join(cfg.workdir, "metrics.jsonl")) as f:
     records = [json.loads(line) for line in f]
   # No duplicate records after resuming; the last epoch is always evaluated.
@@ -77,21 +85,28 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, fast_compile):
 
 
 def test_pmap_run_checkpoints_and_resumes(tmp_path, fast_compile):
-  cfg = config.Config(workdir=str(tmp_path), model="tiny", epochs=1,
-                      batch_size=64, parallel="pmap", progress=False)
+  cfg = config.Config(workdir=str(tmp_path / "resumed"), model="tiny",
+                      epochs=1, batch_size=64, parallel="pmap",
+                      progress=False)
   assert train.train_and_evaluate(cfg, stop_after=9)["step"] == 9
   result = train.train_and_evaluate(cfg)
   assert result["step"] == 1438 // 64
-  assert 0 <= result["test_accuracy"] <= 1
   # The saved state is one copy, not one per device.
   assert result["state"]["params"]["head"]["bias"].shape == (10,)
+  # A resumed pmap run is the uninterrupted one: same batches, same
+  # per-device draws, same state.
+  straight = train.train_and_evaluate(
+      dataclasses.replace(cfg, workdir=str(tmp_path / "straight")))
+  jax.tree.map(np.testing.assert_array_equal, straight["state"],
+               result["state"])
+  assert result["test_accuracy"] == straight["test_accuracy"]
 
 
 def test_killed_run_resumes(tmp_path):
   steps_per_epoch = 1438 // 16
   cmd = [sys.executable, "-m", "train", "--model", "tiny", "--epochs", "1",
-         "--batch-size", "16", "--ckpt-every", "5", "--no-progress",
-         "--workdir", str(tmp_path)]
+         "--batch-size", "16", "--ckpt-every", "5", "--ckpt-minutes", "0",
+         "--no-progress", "--workdir", str(tmp_path)]
   # The rerun reuses the killed run's compiled step from a persistent cache.
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1",
              JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
@@ -133,3 +148,26 @@ def test_incomplete_checkpoints_are_skipped(tmp_path):
       jax.tree.map(np.zeros_like, state))
   assert step == 7
   np.testing.assert_array_equal(restored["w"], state["w"])
+
+
+
+def test_a_wrong_eval_count_is_an_error_not_an_assert(monkeypatch):
+  original = data.eval_batches
+
+  def drop_one(*args, **kwargs):
+    for xb, yb, mask in original(*args, **kwargs):
+      yield xb, yb, np.concatenate([[False], mask[1:]])
+
+  def eval_step(state, x, y, mask):
+    del state, x
+    return {"loss": 0.0, "correct": int((y == 0)[mask].sum()),
+            "count": int(mask.sum())}
+
+  x, y = np.zeros((10, 2, 2, 1), np.uint8), np.zeros(10, np.int32)
+  src = data.in_memory(data.Dataset(x, y, x, y, ["a"]))
+  par = train.Parallel("jit")
+  assert train._evaluate(eval_step, par, src, 8, None) == (0.0, 1.0)  # pylint: disable=protected-access
+  monkeypatch.setattr(data, "eval_batches", drop_one)
+  with pytest.raises(train.TrainError,
+                     match="counted 8 test samples, expected 10"):
+    train._evaluate(eval_step, par, src, 8, None)  # pylint: disable=protected-access

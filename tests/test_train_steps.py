@@ -228,3 +228,91 @@ def test_bfloat16_computes_in_bf16_and_keeps_float32_state(fast_compile):
     dtypes = {a.dtype for a in jax.tree.leaves(state[part])
               if jnp.issubdtype(a.dtype, jnp.floating)}
     assert dtypes == {jnp.dtype(jnp.float32)}, (part, dtypes)
+
+
+def _params_after(parallel, num_steps, **overrides):
+  _, par, t = _trainer(parallel, **overrides)
+  state = par.put_state(t.state)
+  losses = []
+  for i in range(num_steps):
+    x, y = _batch(seed=i)
+    state, out = t.train_step(state, par.put_batch(x), par.put_batch(y),
+                              jax.random.key(0))
+    losses.append(float(par.unreplicate(out["loss"])))
+  return jax.device_get(par.unreplicate(state)), losses
+
+
+def test_jit_equals_pmap_without_random_augmentation(fast_compile):
+  # No draws: the two paths must compute the same global-batch step, with
+  # BatchNorm statistics and gradients over all 8 devices.
+  same = dict(aug="none", crop_pad=0, flip=False)
+  jit_state, jit_losses = _params_after("jit", 3, **same)
+  pmap_state, pmap_losses = _params_after("pmap", 3, **same)
+  np.testing.assert_allclose(jit_losses, pmap_losses, rtol=1e-5)
+  for name in ("params", "batch_stats", "opt_state"):
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+        jit_state[name], pmap_state[name])
+  # The steps moved the parameters far more than the tolerance.
+  before = train.build(*_trainer_args()).state["params"]
+  moved = max(float(np.max(np.abs(a - b))) for a, b in zip(
+      jax.tree.leaves(jit_state["params"]), jax.tree.leaves(before)))
+  assert moved > 1e-3
+
+
+def _trainer_args():
+  cfg = dataclasses.replace(
+      config.Config(model="tiny", warmup_epochs=0, aug="none", crop_pad=0,
+                    flip=False)).resolved("fake", IMAGE_SHAPE[0])
+  mean = np.full(3, 100.0, np.float32)
+  std = np.full(3, 50.0, np.float32)
+  return cfg, train.Parallel("jit"), NUM_CLASSES, IMAGE_SHAPE, mean, std, 10, 100
+
+
+@pytest.mark.parametrize("warmup_epochs", [0.0, 2.0])
+def test_learning_rate_schedule_boundaries(warmup_epochs):
+  steps_per_epoch, total = 10, 100
+  warmup = int(warmup_epochs * steps_per_epoch)
+  cosine = config.Config(lr=0.4, warmup_epochs=warmup_epochs)
+  _, schedule = steps.make_optimizer(cosine, steps_per_epoch, total)
+  lr = lambda s: float(schedule(s))
+  assert lr(0) == pytest.approx(0.0 if warmup else 0.4)
+  if warmup:
+    assert lr(warmup // 2) == pytest.approx(0.2)
+  assert lr(warmup) == pytest.approx(0.4)
+  assert lr(warmup + (total - warmup) // 2) == pytest.approx(0.2)
+  assert lr(total) == pytest.approx(0.0, abs=1e-9)
+  step = dataclasses.replace(cosine, schedule="step")
+  _, schedule = steps.make_optimizer(step, steps_per_epoch, total)
+  assert lr(warmup) == pytest.approx(0.4)
+  # x0.1 at 50% and 75% of training, counted from step 0.
+  assert lr(49) == pytest.approx(0.4) and lr(50) == pytest.approx(0.04)
+  assert lr(74) == pytest.approx(0.04) and lr(75) == pytest.approx(0.004)
+  assert lr(total) == pytest.approx(0.004)
+
+
+def test_weight_decay_mask_reaches_the_optimizer():
+  """With zero gradients only the decay moves parameters: kernels shrink,
+  BatchNorm scales and biases and the linear bias stay."""
+  model = models.create_model("tiny", 3, in_channels=1, image_size=8)
+  cfg = config.Config(warmup_epochs=0, lr=0.1, weight_decay=0.5)
+  tx, _ = steps.make_optimizer(cfg, 10, 100)
+  _, state = steps.init_state(model, tx)
+  params = jax.tree.map(lambda p: p + 1.0, state["params"])  # no zeros
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zeros, tx.init(params), params)
+  flat = lambda tree: {
+      "/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
+      for path, v in jax.tree_util.tree_leaves_with_path(tree)}
+  params, updates = flat(params), flat(updates)
+  decayed = [k for k, u in updates.items() if np.any(u != 0)]
+  kept = [k for k, u in updates.items() if not np.any(u != 0)]
+  assert "stem_conv/kernel" in decayed and "head/kernel" in decayed
+  assert "head/bias" in kept and "stem_bn/scale" in kept
+  assert all(params[k].ndim > 1 for k in decayed)
+  assert all(params[k].ndim == 1 for k in kept)
+  # SGD with Nesterov momentum 0.9 on the decay term alone: the first update
+  # is -lr * (1 + 0.9) * weight_decay * param.
+  k = "head/kernel"
+  np.testing.assert_allclose(updates[k], -0.1 * 1.9 * 0.5 * params[k],
+                             rtol=1e-6)

@@ -4,19 +4,107 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+# Written when a save is finalised: the step's metadata and its item's tree.
+_COMPLETE_MARKERS = ("_CHECKPOINT_METADATA", os.path.join("default", "_METADATA"))
+
+
+class CheckpointError(RuntimeError):
+  """A complete checkpoint that does not fit the current run's state."""
+
+
+def _key_name(k) -> str:
+  # Dict keys, sequence indices and named-tuple fields (optax states), which
+  # the saved metadata stores as dict keys.
+  for attr in ("key", "idx", "name"):
+    if hasattr(k, attr):
+      return str(getattr(k, attr))
+  return str(k)
+
+
+def _describe(tree) -> dict[str, tuple]:
+  """`{'params/conv/kernel': (shape, dtype)}` for every leaf of a state."""
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {"/".join(_key_name(k) for k in path):
+          (tuple(leaf.shape), str(leaf.dtype)) for path, leaf in flat}
+
+
+def structure_diff(saved, target, limit: int = 5) -> list[str]:
+  """What differs between a saved state and the one the run expects: missing
+  and unexpected leaves, and other shapes or dtypes (at most `limit` each)."""
+  a, b = _describe(saved), _describe(target)
+  missing = sorted(set(b) - set(a))
+  extra = sorted(set(a) - set(b))
+  changed = sorted(k for k in set(a) & set(b) if a[k] != b[k])
+  out = []
+  if missing:
+    out.append(f"not in the checkpoint: {', '.join(missing[:limit])}"
+               + (f" (+{len(missing) - limit} more)" if len(missing) > limit
+                  else ""))
+  if extra:
+    out.append(f"not in this run's state: {', '.join(extra[:limit])}"
+               + (f" (+{len(extra) - limit} more)" if len(extra) > limit
+                  else ""))
+  for k in changed[:limit]:
+    out.append(f"{k}: saved {a[k][0]} {a[k][1]}, expected {b[k][0]} {b[k][1]}")
+  return out
+
+
+def _process_0_decides(due: bool) -> bool:
+  """Process 0's decision in every process: a save is collective, so all
+  processes must take it together, and their clocks differ."""
+  if jax.process_count() == 1:
+    return due
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(multihost_utils.broadcast_one_to_all(np.bool_(due)))
+
+
+class SavePolicy:
+  """When to save: every `every` steps, but only once `minutes` have passed
+  since the last save (whichever is rarer), and always at `last_step`.
+
+  Args:
+    every: steps between considered saves (the trainer's default: an epoch).
+    minutes: the least time between saves (0: save every `every` steps).
+    last_step: the step that is always saved.
+    clock: seconds, monotonic (tests pass a fake one).
+    agree: makes the processes agree on a decision (tests pass identity).
+  """
+
+  def __init__(self, every: int, minutes: float, last_step: int,
+               clock: Callable[[], float] = time.monotonic,
+               agree: Callable[[bool], bool] = _process_0_decides):
+    self.every, self.seconds, self.last_step = every, minutes * 60, last_step
+    self._clock, self._agree = clock, agree
+    self._last_save = clock()
+
+  def should_save(self, step: int) -> bool:
+    if step == self.last_step:
+      return True
+    if step % self.every:
+      return False
+    return self._agree(self._clock() - self._last_save >= self.seconds)
+
+  def saved(self) -> None:
+    self._last_save = self._clock()
 
 
 class Checkpointer:
-  """Saves the state every N steps and restores the newest readable one.
+  """Saves the state and restores the newest complete checkpoint.
 
   Orbax writes each step into a temporary directory and renames it into
   place only once complete, so a save killed half-way leaves a
   `<step>.orbax-checkpoint-tmp-*` folder that is never listed as a step (and
-  is deleted on the next start). A finalised step that still cannot be read
-  (say, a disk error) is skipped with a warning in favour of the one before.
+  is deleted on the next start). A step folder without the files that a
+  finalised save writes is skipped with a warning, in favour of the one
+  before. Anything else (a complete checkpoint of another structure, a read
+  error) stops the run: silently starting over would discard the training.
 
   Args:
     directory: where the step folders live.
@@ -24,35 +112,65 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str, max_to_keep: int = 2):
+    self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
     # A single-item handler, stated up front: otherwise orbax infers the
     # item layout from the newest step folder, and a broken one would make
     # every step unreadable.
     self._manager = ocp.CheckpointManager(
-        os.path.abspath(directory), options=options,
+        self.directory, options=options,
         item_handlers=ocp.StandardCheckpointHandler())
 
   def save(self, step: int, state: Any) -> None:
     """Starts an asynchronous save; training continues meanwhile."""
     self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
+  def _complete(self, step: int) -> bool:
+    folder = os.path.join(self.directory, str(step))
+    return all(os.path.exists(os.path.join(folder, m))
+               for m in _COMPLETE_MARKERS)
+
   def restore_latest(self, target: Any) -> Optional[tuple[int, Any]]:
-    """Restores the newest readable checkpoint into `target`'s structure.
+    """Restores the newest complete checkpoint into `target`'s structure.
 
     Args:
       target: a pytree of `jax.ShapeDtypeStruct` (with shardings) or arrays
         describing the state.
 
     Returns:
-      `(step, state)`, or None if there is no readable checkpoint.
+      `(step, state)`, or None if there is no complete checkpoint.
+
+    Raises:
+      CheckpointError: the newest complete checkpoint has another structure
+        (leaves, shapes or dtypes) than `target`, or cannot be read.
     """
     for step in sorted(self._manager.all_steps(), reverse=True):
+      if not self._complete(step):
+        logging.warning("skipping incomplete checkpoint %s",
+                        os.path.join(self.directory, str(step)))
+        continue
+      path = os.path.join(self.directory, str(step))
+      try:
+        saved = self._manager.item_metadata(step).tree
+      except Exception as e:  # pylint: disable=broad-except
+        raise CheckpointError(
+            f"cannot read the metadata of checkpoint {path} "
+            f"({type(e).__name__}: {e}).") from e
+      diff = structure_diff(saved, target)
+      if diff:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this run's state ("
+            + "; ".join(diff) + "). It was written by another version of the "
+            "trainer or its libraries, or with other model settings; resume "
+            "it with those, or use another --workdir.")
       try:
         return step, self._manager.restore(
             step, args=ocp.args.StandardRestore(target))
       except Exception as e:  # pylint: disable=broad-except
-        logging.warning("skipping unreadable checkpoint %d: %s", step, e)
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(e).__name__}: {e}). "
+            "Delete that step folder to resume from the one before.") from e
     return None
 
   def close(self) -> None:

@@ -14,6 +14,7 @@ MODES = ("batch", "pair", "elem")
 SCHEDULES = ("cosine", "step")
 PARALLEL = ("jit", "pmap")
 DTYPES = ("float32", "bfloat16")
+LOADERS = ("auto", "memory", "grain")
 
 
 @dataclasses.dataclass
@@ -22,6 +23,10 @@ class Config:
 
   dataset: str = "digits"
   data_dir: Optional[str] = None
+  loader: str = "auto"
+  loader_memory_gb: float = 4.0
+  image_size: int = 224
+  workers: int = 4
   model: str = "resnet20"
   width: Optional[int] = None
   dtype: str = "float32"
@@ -47,7 +52,9 @@ class Config:
   seed: int = 0
   workdir: Optional[str] = None
   eval_every: int = 1
-  ckpt_every: int = 100
+  ckpt_every: Optional[int] = None
+  ckpt_minutes: float = 10.0
+  ckpt_keep: int = 2
   log_every: int = 10
   progress: bool = True
   distributed: Optional[bool] = None
@@ -81,6 +88,12 @@ class Config:
         (self.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}"),
         (self.parallel in PARALLEL, f"--parallel must be one of {PARALLEL}"),
         (self.dtype in DTYPES, f"--dtype must be one of {DTYPES}"),
+        (self.loader in LOADERS, f"--loader must be one of {LOADERS}"),
+        (self.loader != "grain" or self.dataset == "imagefolder",
+         "--loader grain reads --dataset imagefolder only"),
+        (self.loader_memory_gb > 0, "--loader-memory-gb must be > 0"),
+        (self.image_size >= 1, "--image-size must be >= 1"),
+        (self.workers >= 0, "--workers must be >= 0"),
         (self.width is None or self.width >= 1, "--width must be >= 1"),
         (self.epochs >= 1, "--epochs must be >= 1"),
         (self.batch_size >= 1, "--batch-size must be >= 1"),
@@ -98,7 +111,10 @@ class Config:
          "--cutout-size must be >= 1"),
         (self.crop_pad is None or self.crop_pad >= 0, "--crop-pad must be >= 0"),
         (self.eval_every >= 1, "--eval-every must be >= 1"),
-        (self.ckpt_every >= 1, "--ckpt-every must be >= 1"),
+        (self.ckpt_every is None or self.ckpt_every >= 1,
+         "--ckpt-every must be >= 1"),
+        (self.ckpt_minutes >= 0, "--ckpt-minutes must be >= 0"),
+        (self.ckpt_keep >= 1, "--ckpt-keep must be >= 1"),
         (self.log_every >= 1, "--log-every must be >= 1"),
         (self.num_processes is None or self.num_processes >= 1,
          "--num-processes must be >= 1"),
@@ -122,6 +138,17 @@ _HELP = {
                "imagefolder (<root>/train/<class>/*.jpg|png and <root>/test "
                "or <root>/val) or npz (x_train, y_train, x_test, y_test)",
     "data_dir": "path to the dataset (not used by digits)",
+    "loader": "memory: decode the whole dataset into RAM (images of one "
+              "size); grain: read an imagefolder batch by batch with Grain "
+              "worker processes (RandomResizedCrop and flip for training, "
+              "resize and centre crop for eval, to --image-size); auto: "
+              "grain for an imagefolder larger than --loader-memory-gb "
+              "decoded, else memory",
+    "loader_memory_gb": "the decoded size above which --loader auto reads "
+                        "an imagefolder with Grain",
+    "image_size": "side of the square crops of --loader grain",
+    "workers": "Grain worker processes per process that decode and crop "
+               "(0: threads of the training process)",
     "model": "ResNet: tiny (tests), resnet20/32/56 (CIFAR-style), "
              "resnet18/34/50 (ImageNet-style), preact_resnet18 (the "
              "pre-activation ResNet-18 of the CutMix/MixUp CIFAR papers, "
@@ -155,8 +182,10 @@ _HELP = {
     "switch_prob": "chance of CutMix rather than MixUp for --aug mix",
     "cutout_size": "Cutout box side in pixels (default: half the image side)",
     "crop_pad": "padding (with the mean colour) for the random crop "
-                "(default: image side / 8, so 4 on CIFAR)",
-    "flip": "random horizontal flips (default: on, except on digits)",
+                "(default: image side / 8, so 4 on CIFAR; always 0 with "
+                "--loader grain, which crops in its workers)",
+    "flip": "random horizontal flips (default: on, except on digits; with "
+            "--loader grain, done in its workers)",
     "parallel": "jit: jax.jit over a device mesh, batch sharded on 'data'; "
                 "pmap: the legacy jax.pmap path (single process only)",
     "seed": "seed of initialisation, data order and augmentation",
@@ -165,7 +194,12 @@ _HELP = {
                "runs/<dataset>-<model>-<aug>-s<seed>)",
     "eval_every": "evaluate on the test set every this many epochs; the last "
                   "epoch is always evaluated",
-    "ckpt_every": "save a checkpoint every this many steps (and at the end)",
+    "ckpt_every": "consider a checkpoint every this many steps (default: "
+                  "one per epoch); one is also saved at the end",
+    "ckpt_minutes": "save a considered checkpoint only if this many minutes "
+                    "have passed since the last one (0: every --ckpt-every "
+                    "steps); a killed run loses at most one interval",
+    "ckpt_keep": "how many of the most recent checkpoints to keep",
     "log_every": "update the progress bar and check the loss every this "
                  "many steps",
     "progress": "show a progress bar (on process 0 only)",
@@ -209,7 +243,7 @@ def make_parser() -> argparse.ArgumentParser:
   )
   choices = {"dataset": DATASETS, "model": tuple(models.MODELS), "aug": AUGS,
              "mode": MODES, "schedule": SCHEDULES, "parallel": PARALLEL,
-             "dtype": DTYPES}
+             "dtype": DTYPES, "loader": LOADERS}
   for field in dataclasses.fields(Config):
     flag = "--" + field.name.replace("_", "-")
     kwargs = dict(default=field.default, help=_HELP[field.name])

@@ -7,7 +7,7 @@ import dataclasses
 import os
 import pickle
 import tarfile
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import jax
 import numpy as np
@@ -68,9 +68,7 @@ class Dataset:
       )
     self.y_train = self.y_train.astype(np.int32)
     self.y_test = self.y_test.astype(np.int32)
-    x = self.x_train.astype(np.float64)
-    self.mean = x.mean(axis=(0, 1, 2)).astype(np.float32)
-    self.std = np.maximum(x.std(axis=(0, 1, 2)), 1e-6).astype(np.float32)
+    self.mean, self.std = channel_stats(self.x_train)
 
   @property
   def num_classes(self) -> int:
@@ -79,6 +77,30 @@ class Dataset:
   @property
   def image_shape(self) -> tuple[int, int, int]:
     return tuple(self.x_train.shape[1:])
+
+
+def channel_stats(x: np.ndarray, chunk: int = 1024
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """Per-channel mean and standard deviation of `[N, H, W, C]` images.
+
+  Computed over chunks of `chunk` images in float32, so the memory used is
+  that of one chunk, not a float copy of the whole set; the chunks' means and
+  squared deviations are merged exactly (Chan et al.), without the
+  cancellation of a sum of squares.
+  """
+  count, mean, m2 = 0, np.zeros(x.shape[-1]), np.zeros(x.shape[-1])
+  for start in range(0, len(x), chunk):
+    part = x[start : start + chunk].astype(np.float32).reshape(-1, x.shape[-1])
+    n = len(part)
+    part_mean = part.mean(axis=0)
+    part_m2 = np.square(part - part_mean).sum(axis=0)
+    delta = part_mean - mean
+    total = count + n
+    mean = mean + delta * (n / total)
+    m2 = m2 + part_m2 + np.square(delta) * (count * n / total)
+    count = total
+  std = np.sqrt(m2 / count)
+  return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
 
 
 def load(name: str, data_dir: Optional[str] = None) -> Dataset:
@@ -93,15 +115,32 @@ def load(name: str, data_dir: Optional[str] = None) -> Dataset:
   loader = {"cifar10": load_cifar, "cifar100": load_cifar,
             "imagefolder": load_imagefolder, "npz": load_npz}[name]
   try:
-    return loader(data_dir, name) if loader is load_cifar else loader(data_dir)
+    ds = loader(data_dir, name) if loader is load_cifar else loader(data_dir)
   except DataError:
     raise
+  except EOFError as e:
+    raise DataError(
+        f"{data_dir!r} ended early ({e}): it looks truncated, say by an "
+        "interrupted download or copy; fetch it again.") from e
   except (OSError, KeyError, ValueError, pickle.UnpicklingError,
           tarfile.TarError) as e:
     raise DataError(
         f"could not read {data_dir!r} as {name} ({type(e).__name__}: {e}); "
         f"expected {LAYOUTS[name]}."
     ) from e
+  check_labels(ds, data_dir)
+  return ds
+
+
+def check_labels(ds: Dataset, source: str) -> None:
+  """Refuses labels outside `[0, num_classes)`: they would become NaN
+  targets, and the run would stop later as if it had diverged."""
+  for split, y in (("train", ds.y_train), ("test", ds.y_test)):
+    bad = np.unique(y[(y < 0) | (y >= ds.num_classes)])
+    if bad.size:
+      raise DataError(
+          f"{source!r}: {split} labels {bad[:10].tolist()} are outside "
+          f"[0, {ds.num_classes}) ({ds.num_classes} classes).")
 
 
 def load_digits(test_fraction: float = 0.2) -> Dataset:
@@ -139,7 +178,16 @@ def load_cifar(path: str, name: str) -> Dataset:
   label_key = b"labels" if name == "cifar10" else b"fine_labels"
   names_key = b"label_names" if name == "cifar10" else b"fine_label_names"
 
+  tarball = {"cifar10": "cifar-10-python.tar.gz",
+             "cifar100": "cifar-100-python.tar.gz"}[name]
+  if (os.path.isdir(path) and not os.path.isdir(os.path.join(path, folder))
+      and os.path.basename(os.path.normpath(path)) != folder
+      and os.path.isfile(os.path.join(path, tarball))):
+    path = os.path.join(path, tarball)
   if os.path.isfile(path):
+    if os.path.getsize(path) == 0:
+      raise DataError(f"{path!r} is empty: it looks truncated, say by an "
+                      "interrupted download or copy; fetch it again.")
     with tarfile.open(path) as tar:
       members = {os.path.relpath(m.name, folder): m for m in tar.getmembers()
                  if m.isfile() and m.name.startswith(folder + "/")}
@@ -160,8 +208,16 @@ def load_cifar(path: str, name: str) -> Dataset:
         f"{LAYOUTS[name]}."
     )
 
+  def unpickle(f):
+    try:
+      return _unpickle(blobs[f])
+    except EOFError as e:
+      raise DataError(
+          f"{path!r}: {folder}/{f} ends early ({len(blobs[f])} bytes): it "
+          "looks truncated; fetch the dataset again.") from e
+
   def split(file_names):
-    parts = [_unpickle(blobs[f]) for f in file_names]
+    parts = [unpickle(f) for f in file_names]
     x = np.concatenate([p[b"data"] for p in parts]).reshape(-1, 3, 32, 32)
     y = np.concatenate([np.asarray(p[label_key]) for p in parts])
     return x.transpose(0, 2, 3, 1), y
@@ -169,7 +225,7 @@ def load_cifar(path: str, name: str) -> Dataset:
   x_train, y_train = split(train_files)
   x_test, y_test = split(files[-1:])
   if meta_file in blobs:
-    class_names = [n.decode() for n in _unpickle(blobs[meta_file])[names_key]]
+    class_names = [n.decode() for n in unpickle(meta_file)[names_key]]
   else:
     class_names = [str(c) for c in range(int(y_train.max()) + 1)]
   return Dataset(x_train, y_train, x_test, y_test, class_names)
@@ -194,17 +250,31 @@ def load_npz(path: str) -> Dataset:
           f"{path!r}: x_{split} {x.shape} {x.dtype} and y_{split} {y.shape} "
           f"{y.dtype} do not match; expected {LAYOUTS['npz']}."
       )
+  # The classes are 0..max label; negative labels are refused by `load`.
   labels = np.concatenate([arrays["y_train"], arrays["y_test"]])
-  if labels.min() < 0:
-    raise DataError(f"{path!r}: labels must be >= 0, got {labels.min()}.")
   return Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"],
-                 arrays["y_test"], [str(c) for c in range(labels.max() + 1)])
+                 arrays["y_test"],
+                 [str(c) for c in range(max(int(labels.max()), 0) + 1)])
 
 
-def load_imagefolder(root: str) -> Dataset:
-  """`<root>/train/<class>/*.jpg|png` plus `<root>/test` or `<root>/val`."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+@dataclasses.dataclass
+class ImageFiles:
+  """An image folder's file lists, not decoded (see `scan_imagefolder`)."""
 
+  train_paths: list[str]
+  train_labels: np.ndarray
+  test_paths: list[str]
+  test_labels: np.ndarray
+  class_names: list[str]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def scan_imagefolder(root: str) -> ImageFiles:
+  """Lists `<root>/train/<class>/*.jpg|png` and `<root>/test` (or `val`),
+  checking the layout; labels index the sorted train class folders."""
   layout = LAYOUTS["imagefolder"]
   test_name = next((d for d in ("test", "val")
                     if os.path.isdir(os.path.join(root, d))), None)
@@ -219,44 +289,60 @@ def load_imagefolder(root: str) -> Dataset:
       if os.path.isdir(os.path.join(root, "train", d)))
   if not class_names:
     raise DataError(f"{root}/train has no class folders; expected {layout}.")
+  test_classes = {d for d in os.listdir(os.path.join(root, test_name))
+                  if os.path.isdir(os.path.join(root, test_name, d))}
+  unknown = sorted(test_classes - set(class_names))
+  if unknown:
+    raise DataError(
+        f"{root}/{test_name}/ has classes not in {root}/train/: {unknown}; "
+        "the model could never predict them. Add them to train/ or remove "
+        f"them from {test_name}/.")
 
-  def read_split(split):
-    images, labels, first = [], [], None
+  def list_split(split):
+    paths, labels = [], []
     for label, name in enumerate(class_names):
       folder = os.path.join(root, split, name)
       files = sorted(f for f in os.listdir(folder)
                      if f.lower().endswith(_IMAGE_EXTENSIONS)) if os.path.isdir(
                          folder) else []
-      for f in files:
-        path = os.path.join(folder, f)
-        with Image.open(path) as im:
-          image = np.asarray(im.convert("RGB"))
-        if first is None:
-          first = (path, image.shape)
-        elif image.shape != first[1]:
-          raise DataError(
-              f"{path} is {image.shape[1]}x{image.shape[0]} but {first[0]} is "
-              f"{first[1][1]}x{first[1][0]}; all images must have one size "
-              "(resize them first)."
-          )
-        images.append(image)
-        labels.append(label)
-    if not images:
+      paths += [os.path.join(folder, f) for f in files]
+      labels += [label] * len(files)
+    if not paths:
       raise DataError(
           f"{root}/{split} has no .jpg/.png images in class folders "
           f"{class_names[:5]}...; expected {layout}."
       )
-    return np.stack(images), np.asarray(labels), first
+    return paths, np.asarray(labels, np.int32)
 
-  x_train, y_train, first_train = read_split("train")
-  x_test, y_test, first_test = read_split(test_name)
-  if x_train.shape[1:] != x_test.shape[1:]:
-    raise DataError(
-        f"{first_test[0]} is {x_test.shape[2]}x{x_test.shape[1]} but "
-        f"{first_train[0]} is {x_train.shape[2]}x{x_train.shape[1]}; all "
-        "images must have one size (resize them first)."
-    )
-  return Dataset(x_train, y_train, x_test, y_test, class_names)
+  return ImageFiles(*list_split("train"), *list_split(test_name), class_names)
+
+
+def load_imagefolder(root: str) -> Dataset:
+  """`<root>/train/<class>/*.jpg|png` plus `<root>/test` or `<root>/val`,
+  decoded into memory; all images must have one size."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  files = scan_imagefolder(root)
+  first = {}
+
+  def read(paths):
+    images = []
+    for path in paths:
+      with Image.open(path) as im:
+        image = np.asarray(im.convert("RGB"))
+      if not first:
+        first.update(path=path, shape=image.shape)
+      elif image.shape != first["shape"]:
+        raise DataError(
+            f"{path} is {image.shape[1]}x{image.shape[0]} but {first['path']} "
+            f"is {first['shape'][1]}x{first['shape'][0]}; all images must "
+            "have one size (resize them first, or use --loader grain)."
+        )
+      images.append(image)
+    return np.stack(images)
+
+  return Dataset(read(files.train_paths), files.train_labels,
+                 read(files.test_paths), files.test_labels, files.class_names)
 
 
 # ---------------------------------------------------------------------------
@@ -343,3 +429,49 @@ def prefetch(iterator, put, size: int = 2):
       yield queue.popleft()
   while queue:
     yield queue.popleft()
+
+
+@dataclasses.dataclass
+class Source:
+  """What the training loop reads, whichever loader provides it.
+
+  Attributes:
+    num_train: training images.
+    num_test: test images.
+    class_names: one name per class.
+    image_shape: `(height, width, channels)` of every batch's images.
+    mean: float32 `[C]` per-channel mean, subtracted on the device.
+    std: float32 `[C]` per-channel standard deviation.
+    train_batches: `(batch_size, seed, start_step, num_steps, rows)` ->
+      `(images, labels)` of global steps `[start_step, num_steps)`, this
+      process's `rows` of each (see `train_batches`).
+    eval_batches: `(batch_size, rows)` -> `(images, labels, mask)`, every
+      test image once over all processes (see `eval_batches`).
+    loader: 'memory' or 'grain'.
+  """
+
+  num_train: int
+  num_test: int
+  class_names: list[str]
+  image_shape: tuple[int, int, int]
+  mean: np.ndarray
+  std: np.ndarray
+  train_batches: Callable[..., Iterator]
+  eval_batches: Callable[..., Iterator]
+  loader: str
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def in_memory(ds: Dataset) -> Source:
+  """A `Source` over arrays in memory."""
+  return Source(
+      len(ds.x_train), len(ds.x_test), ds.class_names, ds.image_shape,
+      ds.mean, ds.std,
+      lambda batch_size, seed, start, stop, rows: train_batches(
+          ds, batch_size, seed, start, stop, rows=rows),
+      lambda batch_size, rows: eval_batches(ds.x_test, ds.y_test, batch_size,
+                                            rows=rows),
+      "memory")

@@ -20,6 +20,7 @@ from jax.sharding import PartitionSpec as P
 from train import checkpoints
 from train import data
 from train import distributed
+from train import grain_data
 from train import models
 from train import plots
 from train import steps
@@ -28,7 +29,8 @@ from train.config import Config
 PMAP_AXIS = "batch"
 # Settings that may change between a run and its resumption.
 _RESUMABLE_FIELDS = ("workdir", "data_dir", "progress", "log_every",
-                     "ckpt_every", "eval_every", "eval_batch_size")
+                     "ckpt_every", "ckpt_minutes", "ckpt_keep", "eval_every",
+                     "eval_batch_size", "workers", "loader_memory_gb")
 # How the processes of a run find each other: not part of the run, so not
 # saved in config.json (a resume may use other addresses).
 _LAUNCH_FIELDS = ("distributed", "coordinator_address", "num_processes",
@@ -196,10 +198,12 @@ def _check_workdir_config(workdir: str, cfg: Config, write: bool = True
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
+    # A setting added since the run was saved had its default then.
+    saved = {k: saved.get(k, getattr(Config, k, None)) for k in current}
     diff = [k for k in current if k not in _RESUMABLE_FIELDS
-            and saved.get(k) != current[k]]
+            and saved[k] != current[k]]
     if diff:
-      changes = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}"
+      changes = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}"
                           for k in diff)
       raise TrainError(
           f"{workdir} holds a run with other settings ({changes}); resuming it "
@@ -244,6 +248,38 @@ def _check_finite(loss: float, step: int, restored: Optional[int]) -> None:
         "--grad-clip or --warmup-epochs, then run with a new --workdir.")
 
 
+def _evaluate(eval_step, par: Parallel, src: data.Source, batch_size: int,
+              state) -> tuple[float, float]:
+  """Test loss and accuracy over every test sample, each counted once."""
+  sums = {"loss": 0.0, "correct": 0, "count": 0}
+  batches = src.eval_batches(batch_size, par.rows(batch_size))
+  for xb, yb, mask in data.prefetch(batches, par.put_batch):
+    out = par.unreplicate(eval_step(state, xb, yb, mask))
+    sums = jax.tree.map(lambda a, b: a + b, sums, out)
+  sums = jax.device_get(sums)
+  n = src.num_test
+  # A real check, not an assert: it must hold under `python -O` too.
+  if int(sums["count"]) != n:
+    raise TrainError(
+        f"evaluation counted {int(sums['count'])} test samples, expected "
+        f"{n}: the eval batches lost or repeated some.")
+  return float(sums["loss"]) / n, float(sums["correct"]) / n
+
+
+def open_data(cfg: Config) -> data.Source:
+  """The dataset through the loader `cfg.loader` asks for (see `--loader`)."""
+  if cfg.dataset != "imagefolder" or cfg.loader == "memory":
+    return data.in_memory(data.load(cfg.dataset, cfg.data_dir))
+  if not os.path.isdir(cfg.data_dir or ""):
+    data.load(cfg.dataset, cfg.data_dir)  # raises, naming the layout
+  files = data.scan_imagefolder(cfg.data_dir)
+  if (cfg.loader == "auto"
+      and grain_data.decoded_bytes(files) <= cfg.loader_memory_gb * 2**30):
+    return data.in_memory(data.load(cfg.dataset, cfg.data_dir))
+  return grain_data.source(files, cfg.image_size,
+                           flip=cfg.flip is not False, workers=cfg.workers)
+
+
 def train_and_evaluate(
     cfg: Config, stop_after: Optional[int] = None
 ) -> dict[str, Any]:
@@ -265,35 +301,49 @@ def train_and_evaluate(
   """
   distributed.maybe_initialize(cfg)
   main = distributed.is_main()
-  ds = data.load(cfg.dataset, cfg.data_dir)
-  height, width, _ = ds.image_shape
+  src = open_data(cfg)
+  if src.loader == "grain":
+    # Recorded, so that resuming with --loader auto (and another memory
+    # budget) cannot switch loaders. Grain crops in its workers.
+    cfg = dataclasses.replace(cfg, loader="grain", crop_pad=0)
+  height, width, _ = src.image_shape
   cfg = cfg.resolved(cfg.dataset, min(height, width))
+  # Grain also flips in its workers; the step must not flip again.
+  step_cfg = (dataclasses.replace(cfg, flip=False) if src.loader == "grain"
+              else cfg)
   par = Parallel(cfg.parallel)
   for name in ("batch_size", "eval_batch_size"):
     if getattr(cfg, name) % par.n:
       raise TrainError(
           f"--{name.replace('_', '-')} {getattr(cfg, name)} is not divisible "
           f"by the {par.n} devices; each device takes an equal share.")
-  steps_per_epoch = len(ds.x_train) // cfg.batch_size
+  steps_per_epoch = src.num_train // cfg.batch_size
   if steps_per_epoch == 0:
     raise TrainError(f"--batch-size {cfg.batch_size} is larger than the "
-                     f"{len(ds.x_train)} training images.")
+                     f"{src.num_train} training images.")
   total_steps = cfg.epochs * steps_per_epoch
   last_step = min(total_steps, stop_after or total_steps)
   workdir = cfg.default_workdir()
   _check_workdir_config(workdir, cfg, write=main)
 
-  t = build(cfg, par, ds.num_classes, ds.image_shape, ds.mean, ds.std,
+  t = build(step_cfg, par, src.num_classes, src.image_shape, src.mean, src.std,
             steps_per_epoch, total_steps)
   state = t.state
 
-  ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"))
+  ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                 max_to_keep=cfg.ckpt_keep)
+  save_policy = checkpoints.SavePolicy(cfg.ckpt_every or steps_per_epoch,
+                                       cfg.ckpt_minutes, last_step)
   sharding = (par.replicated if cfg.parallel == "jit"
               else jax.sharding.SingleDeviceSharding(jax.devices()[0]))
   target = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
       state)
-  restored = ckpt.restore_latest(target)
+  try:
+    restored = ckpt.restore_latest(target)
+  except checkpoints.CheckpointError as e:
+    ckpt.close()
+    raise TrainError(str(e)) from e
   start_step = 0
   if restored is not None:
     start_step, state = restored
@@ -313,8 +363,8 @@ def train_and_evaluate(
   if start_step == 0:
     # Step 0's batch and key, augmented as the jit step does (under pmap each
     # device draws its own boxes, so the picture is representative only).
-    x0, y0 = next(data.train_batches(ds, cfg.batch_size, cfg.seed, 0, 1,
-                                     rows=train_rows))
+    x0, y0 = next(iter(src.train_batches(cfg.batch_size, cfg.seed, 0, 1,
+                                         train_rows)))
     grid_fn = functools.partial(t.augment_fn, groups=par.n, axis_name=None)
     key0 = jax.random.fold_in(root_key, 0)
     if cfg.parallel == "jit":
@@ -327,24 +377,15 @@ def train_and_evaluate(
       images, targets = jax.jit(grid_fn)(key0, x0, y0)
     if main:
       plots.save_batch_grid(
-          np.asarray(images) * ds.std + ds.mean, np.asarray(targets),
-          ds.class_names, os.path.join(workdir, "augmented_batch.png"))
+          np.asarray(images) * src.std + src.mean, np.asarray(targets),
+          src.class_names, os.path.join(workdir, "augmented_batch.png"))
 
-  def evaluate(state):
-    sums = {"loss": 0.0, "correct": 0, "count": 0}
-    batches = data.eval_batches(ds.x_test, ds.y_test, cfg.eval_batch_size,
-                                rows=par.rows(cfg.eval_batch_size))
-    for x, y, mask in data.prefetch(batches, par.put_batch):
-      out = par.unreplicate(t.eval_step(state, x, y, mask))
-      sums = jax.tree.map(lambda a, b: a + b, sums, out)
-    sums = jax.device_get(sums)
-    assert int(sums["count"]) == len(ds.x_test)
-    return (float(sums["loss"]) / len(ds.x_test),
-            float(sums["correct"]) / len(ds.x_test))
+  evaluate = functools.partial(_evaluate, t.eval_step, par, src,
+                               cfg.eval_batch_size)
 
   batches = data.prefetch(
-      data.train_batches(ds, cfg.batch_size, cfg.seed, start_step, last_step,
-                         rows=train_rows),
+      src.train_batches(cfg.batch_size, cfg.seed, start_step, last_step,
+                        train_rows),
       par.put_batch)
   bar = tqdm.tqdm(total=total_steps, initial=start_step, unit="step",
                   disable=not (cfg.progress and main), dynamic_ncols=True)
@@ -379,12 +420,13 @@ def train_and_evaluate(
         if main:
           bar.write(line)
         epoch_losses = []
-      if step % cfg.ckpt_every == 0 or step == last_step:
+      if save_policy.should_save(step):
         # Never checkpoint a diverged state.
         _check_finite(float(par.unreplicate(out["loss"])), step, last_saved)
         # Orbax copies the arrays to the host before returning, so the next
         # step may donate their buffers while the files are written.
         ckpt.save(step, par.unreplicate(state))
+        save_policy.saved()
         last_saved = step
   finally:
     bar.close()

@@ -1,0 +1,221 @@
+"""The Grain loader for image folders: order, sharding, eval and resume, on
+a small generated folder of JPEGs and PNGs of mixed sizes."""
+
+import functools
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from PIL import Image
+
+from train import config
+from train import data
+from train import distributed
+from train import grain_data
+from train import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 12
+
+
+def make_folder(root, n_train=10, n_test=5, classes=3, seed=0):
+  """Solid-colour images of random sizes: image k has red 4 * (k % 60) and
+  green 4 * (k // 60), which survive any crop, resize or JPEG round trip."""
+  rng = np.random.default_rng(seed)
+  k = 0
+  for split, n in (("train", n_train), ("test", n_test)):
+    for c in range(classes):
+      os.makedirs(os.path.join(root, split, f"c{c}"), exist_ok=True)
+      for i in range(n):
+        h, w = rng.integers(10, 40, 2)
+        image = np.full((h, w, 3), 100, np.uint8)
+        image[..., 0], image[..., 1] = 4 * (k % 60), 4 * (k // 60)
+        ext = "png" if k % 2 else "jpg"
+        Image.fromarray(image).save(
+            os.path.join(root, split, f"c{c}", f"{i:03d}.{ext}"))
+        k += 1
+  return data.scan_imagefolder(root)
+
+
+def image_ids(images):
+  """The id of each solid-colour image of a batch, from its centre pixel."""
+  centre = images[:, images.shape[1] // 2, images.shape[2] // 2].astype(int)
+  return np.round(centre[:, 0] / 4).astype(int) + 60 * np.round(
+      centre[:, 1] / 4).astype(int)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+  return make_folder(str(tmp_path_factory.mktemp("folder")))
+
+
+def _fake_two_processes_rows(batch):
+  sharding = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), P("data"))
+  return [distributed.local_rows(sharding, batch, p,
+                                 process_of=lambda d: d.id // 4)
+          for p in (0, 1)]
+
+
+def test_each_image_once_per_epoch_across_processes(files):
+  batch, seed = 8, 3
+  n = len(files.train_paths)  # 30: 3 steps per epoch, 6 images left out
+  steps_per_epoch = n // batch
+  rows = _fake_two_processes_rows(batch)
+  per_process = [list(grain_data.train_batches(
+      files, SIZE, True, batch, seed, 0, 2 * steps_per_epoch, rows=r,
+      workers=0)) for r in rows]
+  for step in range(2 * steps_per_epoch):
+    (x0, y0), (x1, y1) = per_process[0][step], per_process[1][step]
+    assert x0.shape == (batch // 2, SIZE, SIZE, 3) and x0.dtype == np.uint8
+    ids = image_ids(np.concatenate([x0, x1]))
+    # The global batch is the in-memory loader's: same order.
+    np.testing.assert_array_equal(ids, data.train_batch_indices(
+        seed, step, steps_per_epoch, n, batch))
+    np.testing.assert_array_equal(np.concatenate([y0, y1]),
+                                  files.train_labels[ids])
+  for epoch in (0, 1):
+    seen = np.concatenate([image_ids(np.concatenate([x for x, _ in p[
+        epoch * steps_per_epoch:(epoch + 1) * steps_per_epoch]]))
+                           for p in per_process])
+    assert len(seen) == len(set(seen)) == steps_per_epoch * batch
+
+
+def test_eval_counts_each_test_image_once(files):
+  batch = 8  # 15 test images: the second global batch is padded
+  seen = []
+  for r in _fake_two_processes_rows(batch):
+    for x, y, mask in grain_data.eval_batches(files, SIZE, batch, rows=r,
+                                              workers=0):
+      assert x.shape == (batch // 2, SIZE, SIZE, 3)
+      assert not x[~mask].any()
+      ids = image_ids(x[mask]) - len(files.train_paths)
+      np.testing.assert_array_equal(y[mask], files.test_labels[ids])
+      seen.append(ids)
+  np.testing.assert_array_equal(np.sort(np.concatenate(seen)),
+                                np.arange(len(files.test_paths)))
+
+
+def test_resume_continues_the_same_batches_and_crops(files):
+  run = functools.partial(grain_data.train_batches, files, SIZE, True, 8, 0,
+                          workers=0)
+  straight = list(run(0, 7))
+  resumed = list(run(4, 7))
+  for (a, b), (c, d) in zip(straight[4:], resumed):
+    np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(b, d)
+  # Crops differ between steps (not one fixed crop per image).
+  assert not np.array_equal(straight[0][0], straight[3][0])
+
+
+def test_worker_processes_give_the_same_batches(files):
+  run = functools.partial(grain_data.train_batches, files, SIZE, True, 8, 0,
+                          0, 3)
+  for (a, b), (c, d) in zip(run(workers=0), run(workers=2)):
+    np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(b, d)
+
+
+def test_auto_loader_picks_grain_above_the_memory_budget(files, tmp_path):
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      files.train_paths[0])))
+  cfg = config.Config(dataset="imagefolder", data_dir=root, image_size=SIZE,
+                      workers=0)
+  # Mixed sizes: the in-memory loader refuses them, and says what to use.
+  with pytest.raises(data.DataError, match="--loader grain"):
+    train.open_data(cfg)
+  src = train.open_data(config.Config(**dict(
+      vars(cfg), loader_memory_gb=1e-6)))
+  assert src.loader == "grain" and src.image_shape == (SIZE, SIZE, 3)
+  assert src.num_train == 30 and src.num_test == 15 and src.num_classes == 3
+  assert src.mean.shape == (3,) and abs(src.mean[2] - 100) < 1
+
+
+@pytest.fixture
+def fast_compile():
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", False)
+
+
+def test_a_grain_run_resumes_exactly(files, tmp_path, fast_compile):
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      files.train_paths[0])))
+  cfg = config.Config(dataset="imagefolder", data_dir=root, loader="grain",
+                      image_size=SIZE, workers=0, model="tiny", epochs=2,
+                      batch_size=8, eval_batch_size=8, progress=False,
+                      workdir=str(tmp_path / "straight"))
+  straight = train.train_and_evaluate(cfg)
+  assert straight["step"] == 6
+  with open(os.path.join(cfg.workdir, "config.json")) as f:
+    saved = json.load(f)
+  # Crops and flips happen in the workers, not again in the step.
+  assert (saved["loader"], saved["crop_pad"], saved["flip"]) == ("grain", 0,
+                                                                 True)
+  stopped = config.Config(**dict(vars(cfg), workdir=str(tmp_path / "resumed")))
+  train.train_and_evaluate(stopped, stop_after=4)
+  resumed = train.train_and_evaluate(stopped)
+  jax.tree.map(np.testing.assert_array_equal, straight["state"],
+               resumed["state"])
+  assert resumed["test_accuracy"] == straight["test_accuracy"]
+
+
+# Each of 2 processes x 4 devices reads its rows with Grain worker processes
+# (straight from step 0, and resumed from RESUME_AT) and saves what it saw.
+_WORKER = """
+import sys
+import jax, numpy as np
+from train import config, data, distributed, grain_data, train
+cfg = config.parse_args(sys.argv[3:])
+distributed.maybe_initialize(cfg)
+assert jax.process_count() == 2 and jax.device_count() == 8
+files = data.scan_imagefolder(sys.argv[2])
+par = train.Parallel("jit")
+rows = par.rows(8)
+run = lambda start: [x for x, _ in grain_data.train_batches(
+    files, 12, True, 8, 0, start, 6, rows=rows, workers=1)]
+evals = [(x, y, m) for x, y, m in grain_data.eval_batches(
+    files, 12, 8, rows=rows, workers=1)]
+np.savez(sys.argv[1], rows=rows, straight=np.stack(run(0)),
+         resumed=np.stack(run({resume_at})),
+         eval_x=np.concatenate([x for x, _, _ in evals]),
+         eval_mask=np.concatenate([m for _, _, m in evals]))
+"""
+RESUME_AT = 4
+
+
+def test_two_processes_read_disjoint_shards_with_grain_workers(files,
+                                                               tmp_path):
+  from test_train_multiprocess import _child_env, _free_port, _launch  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      files.train_paths[0])))
+  port = _free_port()
+  script = _WORKER.format(resume_at=RESUME_AT)
+  cmds = [[sys.executable, "-c", script, str(tmp_path / f"p{p}.npz"), root,
+           "--coordinator-address", f"127.0.0.1:{port}",
+           "--num-processes", "2", "--process-id", str(p)] for p in (0, 1)]
+  _launch(cmds, [_child_env(tmp_path)] * 2,
+          [tmp_path / f"p{p}.log" for p in (0, 1)], timeout=180)
+  parts = [np.load(tmp_path / f"p{p}.npz") for p in (0, 1)]
+  np.testing.assert_array_equal(
+      np.concatenate([p["rows"] for p in parts]), np.arange(8))
+  n = len(files.train_paths)
+  for step in range(6):
+    ids = image_ids(np.concatenate([p["straight"][step] for p in parts]))
+    np.testing.assert_array_equal(
+        ids, data.train_batch_indices(0, step, n // 8, n, 8))
+  for epoch in (0, 1):  # each image at most once, 24 of 30 per epoch
+    ids = image_ids(np.concatenate(
+        [p["straight"][3 * epoch:3 * epoch + 3].reshape(-1, 12, 12, 3)
+         for p in parts]))
+    assert len(set(ids)) == len(ids) == 24
+  for p in parts:  # a resumed reader continues with the same batches
+    np.testing.assert_array_equal(p["resumed"], p["straight"][RESUME_AT:])
+  seen = np.concatenate([image_ids(p["eval_x"][p["eval_mask"]])
+                         for p in parts])
+  np.testing.assert_array_equal(np.sort(seen) - n,
+                                np.arange(len(files.test_paths)))

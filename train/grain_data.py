@@ -1,0 +1,222 @@
+"""A Grain pipeline for image folders that do not fit in memory.
+
+Images are decoded, cropped and resized by Grain worker processes, batch by
+batch, and arrive as uint8; normalisation and CutMix run on the device, in
+the jitted step, as with the in-memory loader.
+
+The data order is that of the in-memory loader: the global batch of step `s`
+is `data.train_batch_indices(seed, s, ...)`, a function of the seed and the
+step only, and each process reads only its own rows of it. The random crop
+and flip of an image are drawn from `(seed, step, row in the global batch)`.
+So a resumed run continues the same order and the same crops from the
+checkpoint's step, whatever the number of processes or workers: the step in
+the checkpoint is the whole iterator state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Iterator, Optional
+
+import grain
+import numpy as np
+
+from train import data
+
+# RandomResizedCrop's defaults (Inception, torchvision): area and aspect.
+CROP_SCALE = (0.08, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+# Eval: resize the shorter side to size / 0.875 (256 for 224), centre crop.
+EVAL_CROP_FRACTION = 0.875
+
+
+def _open_rgb(path: str):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(path) as im:
+    return im.convert("RGB")
+
+
+def random_resized_crop(image, size: int, rng: np.random.Generator,
+                        flip: bool) -> np.ndarray:
+  """A random crop of 8% to 100% of the area, aspect 3/4 to 4/3, resized to
+  `size` x `size`, mirrored with chance 1/2 if `flip` (torchvision's
+  recipe, with its fallback to a centre crop after 10 tries)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  width, height = image.size
+  area = width * height
+  for _ in range(10):
+    target = area * rng.uniform(*CROP_SCALE)
+    aspect = math.exp(rng.uniform(math.log(CROP_RATIO[0]),
+                                  math.log(CROP_RATIO[1])))
+    w = int(round(math.sqrt(target * aspect)))
+    h = int(round(math.sqrt(target / aspect)))
+    if 0 < w <= width and 0 < h <= height:
+      x0 = int(rng.integers(0, width - w + 1))
+      y0 = int(rng.integers(0, height - h + 1))
+      break
+  else:
+    w = h = min(width, height)
+    x0, y0 = (width - w) // 2, (height - h) // 2
+  out = image.resize((size, size), Image.BILINEAR, box=(x0, y0, x0 + w, y0 + h))
+  if flip and rng.random() < 0.5:
+    out = out.transpose(Image.FLIP_LEFT_RIGHT)
+  return np.asarray(out, np.uint8)
+
+
+def resize_centre_crop(image, size: int) -> np.ndarray:
+  """Resizes the shorter side to `size / 0.875`, then crops the centre."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  width, height = image.size
+  short = max(size, int(round(size / EVAL_CROP_FRACTION)))
+  scale = short / min(width, height)
+  w, h = max(size, round(width * scale)), max(size, round(height * scale))
+  image = image.resize((w, h), Image.BILINEAR)
+  x0, y0 = (w - size) // 2, (h - size) // 2
+  return np.asarray(image.crop((x0, y0, x0 + size, y0 + size)), np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainElement:
+  """Element `i` of a run's training stream: this process's `j`-th row of
+  the global batch of step `start + i // rows`. Picklable for the workers."""
+
+  files: data.ImageFiles
+  seed: int
+  batch_size: int
+  steps_per_epoch: int
+  start: int
+  rows: tuple[int, ...]
+  size: int
+  flip: bool
+
+  def __call__(self, i: int) -> tuple[np.ndarray, np.int32]:
+    step, j = divmod(i, len(self.rows))
+    step += self.start
+    row = self.rows[j]
+    epoch, position = divmod(step, self.steps_per_epoch)
+    perm = _permutation(self.seed, epoch, len(self.files.train_paths))
+    index = perm[position * self.batch_size + row]
+    rng = np.random.default_rng([self.seed, step, row])
+    image = random_resized_crop(_open_rgb(self.files.train_paths[index]),
+                                self.size, rng, self.flip)
+    return image, self.files.train_labels[index]
+
+
+@functools.lru_cache(maxsize=2)
+def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+  # Each worker computes an epoch's order once, not once per image.
+  return data.epoch_permutation(seed, epoch, n)
+
+
+@dataclasses.dataclass(frozen=True)
+class _EvalElement:
+  """Element `i`: this process's `j`-th row of padded global eval batch
+  `i // rows`, with a mask that is False on the padding."""
+
+  files: data.ImageFiles
+  batch_size: int
+  rows: tuple[int, ...]
+  size: int
+
+  def __call__(self, i: int):
+    batch, j = divmod(i, len(self.rows))
+    index = batch * self.batch_size + self.rows[j]
+    if index >= len(self.files.test_paths):
+      return (np.zeros((self.size, self.size, 3), np.uint8), np.int32(0),
+              np.bool_(False))
+    image = resize_centre_crop(_open_rgb(self.files.test_paths[index]),
+                               self.size)
+    return image, self.files.test_labels[index], np.bool_(True)
+
+
+def _iterate(ds: grain.MapDataset, workers: int) -> Iterator:
+  """Decodes in `workers` processes (0: threads of this one), prefetching."""
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, 2 * workers),
+                                            prefetch_buffer_size=64))
+  if workers:
+    # Grain 0.2.18 reads an absl flag in mp_prefetch and fails unless flags
+    # were parsed, which a plain script never does (google/grain#1355).
+    from absl import flags  # pylint: disable=g-import-not-at-top
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+  return iter(it)
+
+
+def _stack(columns):
+  return tuple(np.stack(c) for c in zip(*columns))
+
+
+def _all_rows(batch_size: int, rows: Optional[np.ndarray]) -> tuple[int, ...]:
+  return tuple(range(batch_size) if rows is None else rows.tolist())
+
+
+def train_batches(
+    files: data.ImageFiles, size: int, flip: bool, batch_size: int, seed: int,
+    start_step: int, num_steps: int, rows: Optional[np.ndarray] = None,
+    workers: int = 4,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """As `data.train_batches`, decoding with Grain: uint8 `[rows, size,
+  size, 3]` images and int32 labels for global steps `[start_step,
+  num_steps)`, this process's `rows` of each global batch."""
+  rows = _all_rows(batch_size, rows)
+  element = _TrainElement(files, seed, batch_size,
+                          len(files.train_paths) // batch_size, start_step,
+                          rows, size, flip)
+  ds = (grain.MapDataset.range((num_steps - start_step) * len(rows))
+        .map(element).batch(len(rows), batch_fn=_stack))
+  return _iterate(ds, workers)
+
+
+def eval_batches(
+    files: data.ImageFiles, size: int, batch_size: int,
+    rows: Optional[np.ndarray] = None, workers: int = 4,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """As `data.eval_batches`: every test image once over all processes, the
+  last global batch padded with zeros and masked."""
+  rows = _all_rows(batch_size, rows)
+  num_batches = -(-len(files.test_paths) // batch_size)
+  element = _EvalElement(files, batch_size, rows, size)
+  ds = (grain.MapDataset.range(num_batches * len(rows))
+        .map(element).batch(len(rows), batch_fn=_stack))
+  return _iterate(ds, workers)
+
+
+def channel_stats(files: data.ImageFiles, size: int, sample: int = 1000,
+                  workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
+  """Per-channel mean and std of up to `sample` training images (a fixed
+  random subset), resized and centre-cropped as for eval."""
+  n = len(files.train_paths)
+  pick = np.random.default_rng(0).permutation(n)[:sample]
+  subset = dataclasses.replace(
+      files, test_paths=[files.train_paths[i] for i in pick],
+      test_labels=files.train_labels[pick])
+  images = [x[m] for x, _, m in eval_batches(subset, size, 64,
+                                             workers=workers)]
+  return data.channel_stats(np.concatenate(images))
+
+
+def decoded_bytes(files: data.ImageFiles) -> int:
+  """An estimate of the in-memory loader's uint8 arrays: every image the
+  size of the first one."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(files.train_paths[0]) as im:
+    width, height = im.size
+  return (len(files.train_paths) + len(files.test_paths)) * width * height * 3
+
+
+def source(files: data.ImageFiles, size: int, flip: bool,
+           workers: int) -> data.Source:
+  """A `data.Source` reading `files` with Grain: crops of `size` x `size`."""
+  mean, std = channel_stats(files, size, workers=workers)
+  return data.Source(
+      len(files.train_paths), len(files.test_paths), files.class_names,
+      (size, size, 3), mean, std,
+      lambda batch_size, seed, start, stop, rows: train_batches(
+          files, size, flip, batch_size, seed, start, stop, rows=rows,
+          workers=workers),
+      lambda batch_size, rows: eval_batches(files, size, batch_size,
+                                            rows=rows, workers=workers),
+      "grain")
