@@ -69,14 +69,6 @@ html_theme_options = {
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 
-# The training guide's GPU/bf16/Grain text arrives as docs/training.md from
-# another branch; the index lists it already. Until that file exists, do not
-# fail the build on that one toctree entry. (The check switches itself back
-# on as soon as the file is there.)
-suppress_warnings = []
-if not (DOCS / "training.md").exists():
-  suppress_warnings.append("toc.not_readable")
-
 # The API pages are generated from docs/api_groups.py on every build.
 api_groups.write_api_pages(DOCS / "api")
 

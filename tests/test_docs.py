@@ -77,8 +77,6 @@ def test_the_toctrees_name_existing_pages():
                 if line.strip() and not line.startswith(":")]
   assert entries
   for entry in entries:
-    if entry == "training":  # docs/training.md comes from the trainer branch
-      continue
     assert any((DOCS / f"{entry}{ext}").exists() for ext in (".md", ".rst")) \
         or entry == "api/index", entry
 
