@@ -16,6 +16,7 @@ from jax import lax
 import numpy as np
 
 from cutmix_jax._src import labels as labels_lib
+from cutmix_jax._src import sampling
 from cutmix_jax._src import sharding
 from cutmix_jax._src import validation
 from cutmix_jax._src.sampling import MixParams, Op
@@ -253,8 +254,9 @@ def apply_params(
     view, view_h_axis, col_scale = x, h_axis, 1
   else:
     view, view_h_axis, col_scale = _spatial_view(x, h_axis)
-  in_box = _in_box(params.box, view.shape, view_h_axis, col_scale)
-  op = _per_sample(params.op, view.ndim)
+  op, box, lam = sampling.honoured(params)
+  in_box = _in_box(box, view.shape, view_h_axis, col_scale)
+  op = _per_sample(op, view.ndim)
   needs_partner = any(o in ops for o in (Op.CUTMIX, Op.MIXUP, Op.RESIZEMIX))
   partner = partner_rows(params, view) if needs_partner else None
   # What each sample takes inside its box, chosen per sample by its op.
@@ -265,14 +267,14 @@ def apply_params(
     if box_op == Op.CUTMIX:
       value = partner
     elif box_op == Op.RESIZEMIX:
-      value = _resize_into_box(partner, params.box, view_h_axis, resize)
+      value = _resize_into_box(partner, box, view_h_axis, resize)
     else:
       value = _fill_row(jnp.asarray(fill_value), x, h_axis,
                         folded=view is not x)
     pasted = value if pasted is None else jnp.where(op == box_op, value, pasted)
   out = view if pasted is None else jnp.where(in_box, pasted, view)
   if Op.MIXUP in ops:
-    out = jnp.where(op == Op.MIXUP, _blend(view, partner, params.lam), out)
+    out = jnp.where(op == Op.MIXUP, _blend(view, partner, lam), out)
   return sharding.reshape(out, x.shape) if out.shape != x.shape else out
 
 
@@ -368,7 +370,8 @@ def mix_labels(
   num_classes = validation.check_labels(labels, batch, num_classes)
   _check_params(params, labels.shape[0], "labels")
   targets = labels_lib.as_targets(labels, num_classes, label_smoothing)
-  lam = params.lam.astype(targets.dtype)[:, None]
+  _, _, lam = sampling.honoured(params)
+  lam = lam.astype(targets.dtype)[:, None]
   partner = partner_rows(params, targets)
   # One multiply, as in `_blend`, so every compilation rounds alike; unmixed
   # rows are kept exactly.
