@@ -46,6 +46,9 @@ def _draw(name, key, *, alpha, prob, mode, pairing, invariant=False, minmax=None
     return cj.sample_lam(key, alpha, (B,))
   if name == "box":
     return cj.sample_box(key, alpha, H, W)
+  if name == "pair":
+    x = jnp.zeros((H, W, 3))
+    return cj.cutmix_pair(key, x, x + 1, alpha=alpha)
   raise ValueError(name)
 
 
@@ -61,6 +64,7 @@ CASES = [(name, mode, pairing) for name in SAMPLERS
 CASES += [("switch", mode, pairing) for mode in ("batch", "elem")
           for pairing in ("flip", "permute")] + [("switch", "pair", "flip")]
 CASES += [("cutout", "batch", "flip"), ("lam", "-", "-"), ("box", "-", "-"),
+          ("pair", "-", "-"),
           ("cutmix", "elem", "minmax"), ("mix", "pair", "minmax")]
 
 

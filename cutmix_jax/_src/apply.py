@@ -29,7 +29,13 @@ RESIZE_METHODS = ("linear", "nearest")  # ResizeMix's resampling
 def partner_rows(params, x: jax.Array) -> jax.Array:
   """Each sample's partner, `x[params.partner]`, as cheaply as the pairing
   allows: a reversal or a roll inside each group; a gather only for 'permute'
-  (or where an explicit sharding rules the cheap form out)."""
+  (or where an explicit sharding rules the cheap form out).
+
+  >>> from cutmix_jax import sample_mixup
+  >>> p = sample_mixup(jax.random.key(0), 3)  # pairing='flip'
+  >>> partner_rows(p, jnp.array([10, 20, 30])).tolist()
+  [30, 20, 10]
+  """
   if getattr(params, "exchange_axis", None) is not None:
     return _partner_rows_across(params, x)
   batch = x.shape[0]
@@ -289,6 +295,7 @@ def _resize_into_box(partner, box, h_axis, method):
   are per sample and traced; the output shape is static.
   """
   height, width = partner.shape[h_axis], partner.shape[h_axis + 1]
+  box = sharding.like_batch(box, partner)
   top, left = box[:, 0], box[:, 1]
   box_h = jnp.maximum(box[:, 2] - top, 1)
   box_w = jnp.maximum(box[:, 3] - left, 1)

@@ -228,7 +228,11 @@ def _box_from_minmax(bits, height, width, minmax):
 
 
 def box_area(box: ArrayLike) -> jax.Array:
-  """Pixel count of `(top, left, bottom, right)` boxes, int32 `[...]`."""
+  """Pixel count of `(top, left, bottom, right)` boxes, int32 `[...]`.
+
+  >>> box_area(jnp.array([[1, 0, 3, 2], [2, 2, 1, 5]])).tolist()  # 2nd empty
+  [4, 0]
+  """
   box = jnp.asarray(box)
   return jnp.maximum(box[..., 2] - box[..., 0], 0) * jnp.maximum(
       box[..., 3] - box[..., 1], 0
@@ -241,6 +245,9 @@ def lam_from_box(box: ArrayLike, height: int, width: int) -> jax.Array:
   Computed as `kept_pixels * float32(1 / (height * width))`: XLA rewrites a
   division by a constant into this product under `jit` but not in eager
   mode, so writing the product keeps eager, `jit` and `vmap` bit-identical.
+
+  >>> float(lam_from_box(jnp.array([0, 0, 2, 4]), 4, 4))  # 8 of 16 pasted
+  0.5
   """
   kept = height * width - box_area(box)
   return kept.astype(jnp.float32) * jnp.float32(1.0 / (height * width))
@@ -279,7 +286,7 @@ def sample_box(
   validation.check_choice(placement, "placement", validation.PLACEMENTS)
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
-  bits = prng.bits(prng.fold_in(key, pairing_lib.WORDS), (2, 3), 1)[:, 0]
+  bits = prng.bits(prng.fold_in(key, pairing_lib.WORDS), (0, 1), 1)[:, 0]
   return _box_from_lam(
       jnp.asarray(lam, jnp.float32), bits[0], bits[1], height, width, placement
   )
@@ -558,7 +565,7 @@ _COMMON_ARGS_DOC = """
       index only, so the same global batch gets bit-identical draws on 1, 2,
       4 or 8 devices, under `jit`, `shard_map` or `pmap` (with `axis_name`,
       shards are taken as consecutive blocks of the global batch). Sample
-      (or pair) i draws from `fold_in(key, i)`, and pairs are the global
+      (or pair) i reads column i of the key's words, and pairs are the global
       samples (2k, 2k + 1), so the per-shard batch must be even and mode
       'elem' or 'pair'; `pairing` and `groups` are then not used.
     cross_device: with `axis_name`, pair over the global batch instead of
