@@ -76,7 +76,7 @@ def _partner_rows_across(params: MixParams, x: jax.Array) -> jax.Array:
   return jnp.concatenate([last, x[:-1]], axis=0)
 
 
-def _check_params(params: MixParams, batch: int, name: str) -> None:
+def check_params(params: MixParams, batch: int, name: str) -> None:
   if not isinstance(params, MixParams):
     raise TypeError(
         f"params must be a MixParams from a sample_* function, got "
@@ -237,7 +237,7 @@ def apply_params(
   """
   x = jnp.asarray(x)
   batch, height, width, h_axis = validation.check_images(x, layout, "x")
-  _check_params(params, batch, "x")
+  check_params(params, batch, "x")
   if params.height is not None and (height, width) != (
       params.height,
       params.width,
@@ -375,7 +375,7 @@ def mix_labels(
   labels = jnp.asarray(labels)
   batch = params.lam.shape[0] if params.lam.ndim else 0
   num_classes = validation.check_labels(labels, batch, num_classes)
-  _check_params(params, labels.shape[0], "labels")
+  check_params(params, labels.shape[0], "labels")
   targets = labels_lib.as_targets(labels, num_classes, label_smoothing)
   _, _, lam = sampling.honoured(params)
   lam = lam.astype(targets.dtype)[:, None]

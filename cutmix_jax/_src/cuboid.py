@@ -192,7 +192,7 @@ def apply_cuboid(
         "example 'NTHWC')."
     )
   params = cuboid.params
-  apply._check_params(params, x.shape[0], "x")  # pylint: disable=protected-access
+  apply.check_params(params, x.shape[0], "x")
   t_axis = layout.index("T")
   if (x.shape[t_axis], height, width) != (
       cuboid.length, params.height, params.width
