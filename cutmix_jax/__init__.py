@@ -43,7 +43,7 @@ from cutmix_jax._src.targets import apply_tree
 from cutmix_jax._src.targets import mix_boxes
 from cutmix_jax._src.targets import MixedBoxes
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = (
     "CuboidParams",

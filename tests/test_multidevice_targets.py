@@ -8,8 +8,8 @@ applied by `apply_tree` (image + integer segmentation map) and `mix_boxes`
 (a) `jit` over a batch sharded `P('data')`: bit-identical to the unsharded
     single-device call, and the batch sharding is kept;
 (b) `shard_map` / `pmap` with `axis_name`: shard s draws with
-    `fold_in(key, s)` (`sampling._fold_axis`, used by `structure.
-    draw_structure` and `sample_cutmix`), so shards differ;
+    `fold_in(key, s)` (`pairing.plan`, used by every sampler), so shards
+    differ;
 (c) per-shard invariants: label rows sum to 1, lam is the exact kept
     fraction, selects are bit-exact, dtypes are kept.
 """

@@ -16,6 +16,7 @@ from jax import lax
 import numpy as np
 
 from cutmix_jax._src import labels as labels_lib
+from cutmix_jax._src import sampling
 from cutmix_jax._src import sharding
 from cutmix_jax._src import validation
 from cutmix_jax._src.sampling import MixParams, Op
@@ -28,7 +29,13 @@ RESIZE_METHODS = ("linear", "nearest")  # ResizeMix's resampling
 def partner_rows(params, x: jax.Array) -> jax.Array:
   """Each sample's partner, `x[params.partner]`, as cheaply as the pairing
   allows: a reversal or a roll inside each group; a gather only for 'permute'
-  (or where an explicit sharding rules the cheap form out)."""
+  (or where an explicit sharding rules the cheap form out).
+
+  >>> from cutmix_jax import sample_mixup
+  >>> p = sample_mixup(jax.random.key(0), 3)  # pairing='flip'
+  >>> partner_rows(p, jnp.array([10, 20, 30])).tolist()
+  [30, 20, 10]
+  """
   if getattr(params, "exchange_axis", None) is not None:
     return _partner_rows_across(params, x)
   batch = x.shape[0]
@@ -69,7 +76,7 @@ def _partner_rows_across(params: MixParams, x: jax.Array) -> jax.Array:
   return jnp.concatenate([last, x[:-1]], axis=0)
 
 
-def _check_params(params: MixParams, batch: int, name: str) -> None:
+def check_params(params: MixParams, batch: int, name: str) -> None:
   if not isinstance(params, MixParams):
     raise TypeError(
         f"params must be a MixParams from a sample_* function, got "
@@ -230,7 +237,7 @@ def apply_params(
   """
   x = jnp.asarray(x)
   batch, height, width, h_axis = validation.check_images(x, layout, "x")
-  _check_params(params, batch, "x")
+  check_params(params, batch, "x")
   if params.height is not None and (height, width) != (
       params.height,
       params.width,
@@ -253,8 +260,9 @@ def apply_params(
     view, view_h_axis, col_scale = x, h_axis, 1
   else:
     view, view_h_axis, col_scale = _spatial_view(x, h_axis)
-  in_box = _in_box(params.box, view.shape, view_h_axis, col_scale)
-  op = _per_sample(params.op, view.ndim)
+  op, box, lam = sampling.honoured(params)
+  in_box = _in_box(box, view.shape, view_h_axis, col_scale)
+  op = _per_sample(op, view.ndim)
   needs_partner = any(o in ops for o in (Op.CUTMIX, Op.MIXUP, Op.RESIZEMIX))
   partner = partner_rows(params, view) if needs_partner else None
   # What each sample takes inside its box, chosen per sample by its op.
@@ -265,14 +273,14 @@ def apply_params(
     if box_op == Op.CUTMIX:
       value = partner
     elif box_op == Op.RESIZEMIX:
-      value = _resize_into_box(partner, params.box, view_h_axis, resize)
+      value = _resize_into_box(partner, box, view_h_axis, resize)
     else:
       value = _fill_row(jnp.asarray(fill_value), x, h_axis,
                         folded=view is not x)
     pasted = value if pasted is None else jnp.where(op == box_op, value, pasted)
   out = view if pasted is None else jnp.where(in_box, pasted, view)
   if Op.MIXUP in ops:
-    out = jnp.where(op == Op.MIXUP, _blend(view, partner, params.lam), out)
+    out = jnp.where(op == Op.MIXUP, _blend(view, partner, lam), out)
   return sharding.reshape(out, x.shape) if out.shape != x.shape else out
 
 
@@ -287,6 +295,7 @@ def _resize_into_box(partner, box, h_axis, method):
   are per sample and traced; the output shape is static.
   """
   height, width = partner.shape[h_axis], partner.shape[h_axis + 1]
+  box = sharding.like_batch(box, partner)
   top, left = box[:, 0], box[:, 1]
   box_h = jnp.maximum(box[:, 2] - top, 1)
   box_w = jnp.maximum(box[:, 3] - left, 1)
@@ -366,9 +375,10 @@ def mix_labels(
   labels = jnp.asarray(labels)
   batch = params.lam.shape[0] if params.lam.ndim else 0
   num_classes = validation.check_labels(labels, batch, num_classes)
-  _check_params(params, labels.shape[0], "labels")
+  check_params(params, labels.shape[0], "labels")
   targets = labels_lib.as_targets(labels, num_classes, label_smoothing)
-  lam = params.lam.astype(targets.dtype)[:, None]
+  _, _, lam = sampling.honoured(params)
+  lam = lam.astype(targets.dtype)[:, None]
   partner = partner_rows(params, targets)
   # One multiply, as in `_blend`, so every compilation rounds alike; unmixed
   # rows are kept exactly.

@@ -15,6 +15,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from cutmix_jax._src import apply
+from cutmix_jax._src import beta
+from cutmix_jax._src import pairing as pairing_lib
+from cutmix_jax._src import prng
 from cutmix_jax._src import sampling
 from cutmix_jax._src import structure
 from cutmix_jax._src import validation
@@ -55,12 +58,12 @@ def _span(bits, cut, size, placement):
   position and clips it; 'inside' keeps it whole, its start uniform.
   """
   if placement == "official":
-    centre = sampling._uniform_int(bits, size)  # pylint: disable=protected-access
+    centre = prng.uniform_int(bits, size)
     return (
         jnp.clip(centre - cut // 2, 0, size),
         jnp.clip(centre + cut // 2, 0, size),
     )
-  start = sampling._uniform_int(bits, size - cut + 1)  # pylint: disable=protected-access
+  start = prng.uniform_int(bits, size - cut + 1)
   return start, start + cut
 
 
@@ -106,46 +109,48 @@ def sample_cutmix_cuboid(
   >>> c.time.shape, c.params.box.shape, c.params.lam.dtype
   ((2, 2), (2, 4), dtype('float32'))
   """
-  s = structure.draw_structure(
-      key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
-      axis_name=axis_name, invariant=invariant,
-  )
   length = validation.check_size(length, "length")
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
   validation.check_choice(placement, "placement", validation.PLACEMENTS)
   validation.check_positive(alpha, "alpha")
-  lam = jax.vmap(lambda k: sampling.sample_lam(jax.random.fold_in(k, 0),
-                                               alpha))(s.draw_keys)
+  lam_rows = beta.rows_needed(alpha)
+  s = structure.draw_structure(
+      key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
+      axis_name=axis_name, invariant=invariant,
+      rows=[sampling.BOX_ROW + r for r in range(3)]
+      + [sampling.LAM_ROW + r for r in lam_rows])
+  plan = s.plan
+  bits = s.words[:3]
+  lam = beta.lam_from_words(s.words[3:], alpha,
+                            plan.retry_key(pairing_lib.RETRY_FIRST),
+                            col_offset=plan.col_offset)
   ratio = jnp.cbrt(1.0 - lam)
-  bits = jax.vmap(lambda k: sampling._random_bits(  # pylint: disable=protected-access
-      jax.random.fold_in(k, 1), (3,)), out_axes=1)(s.draw_keys)
   spans = [
       _span(b, jnp.floor(size * ratio).astype(jnp.int32), size, placement)
       for b, size in zip(bits, (length, height, width))
   ]
   (t0, t1), (top, bottom), (left, right) = spans
   active = s.active[:, None]
-  time = jnp.where(active, jnp.stack([t0, t1], -1)[s.draw], 0)
+  time = jnp.where(active, plan.per_sample(jnp.stack([t0, t1], -1)), 0)
   box = jnp.where(
-      active, jnp.stack([top, left, bottom, right], -1)[s.draw], 0
-  )
+      active, plan.per_sample(jnp.stack([top, left, bottom, right], -1)), 0)
   volume = length * height * width
   cut = jnp.maximum(time[:, 1] - time[:, 0], 0) * sampling.box_area(box)
   kept_fraction = (volume - cut).astype(jnp.float32) * jnp.float32(1 / volume)
   if not validation.is_static_number(alpha):
     # A traced α <= 0 has no λ to draw; let the NaN show, as elsewhere.
-    kept_fraction = jnp.where(jnp.isnan(lam[s.draw]), jnp.nan, kept_fraction)
+    kept_fraction = jnp.where(jnp.isnan(plan.per_sample(lam)), jnp.nan, kept_fraction)
   params = MixParams(
       lam=jnp.where(s.active, kept_fraction, 1.0),
       box=box,
-      partner=s.partner,
+      partner=plan.partner,
       op=jnp.where(s.active, Op.CUTMIX, Op.NONE).astype(jnp.int32),
       height=height,
       width=width,
-      pairing=s.pairing,
-      groups=s.groups,
-      method="cutmix",
+      pairing=plan.pairing,
+      groups=plan.groups,
+      ops=(int(Op.CUTMIX),),
   )
   return CuboidParams(params=params, time=time.astype(jnp.int32), length=length)
 
@@ -187,7 +192,7 @@ def apply_cuboid(
         "example 'NTHWC')."
     )
   params = cuboid.params
-  apply._check_params(params, x.shape[0], "x")  # pylint: disable=protected-access
+  apply.check_params(params, x.shape[0], "x")
   t_axis = layout.index("T")
   if (x.shape[t_axis], height, width) != (
       cuboid.length, params.height, params.width

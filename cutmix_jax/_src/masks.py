@@ -14,6 +14,9 @@ import jax
 import jax.numpy as jnp
 
 from cutmix_jax._src import apply
+from cutmix_jax._src import beta
+from cutmix_jax._src import pairing as pairing_lib
+from cutmix_jax._src import prng
 from cutmix_jax._src import sampling
 from cutmix_jax._src import structure
 from cutmix_jax._src import validation
@@ -68,22 +71,27 @@ def _check_mask_params(params, batch, name):
     )
 
 
-def _finish(s, masks):
-  """Per-sample masks from per-draw ones, and λ from the masks."""
-  active = s.active
-  mask = masks[s.draw]
+def _finish(s, masks, taken):
+  """Per-sample masks and λ from per-draw masks and their partner-pixel sums.
+
+  `taken` is exact per draw (an integer count, or FMix's closed form), so λ
+  does not depend on the order of a float reduction, which differs between
+  layouts.
+  """
+  plan, active = s.plan, s.active
+  mask = masks[plan.draw]
   mask = jnp.where(active[:, None, None], mask, jnp.zeros((), mask.dtype))
   height, width = mask.shape[1:]
-  taken = mask.astype(jnp.float32).sum(axis=(1, 2))
   # As `lam_from_box`: one product, so eager, jit and vmap round alike.
-  lam = (height * width - taken) * jnp.float32(1.0 / (height * width))
+  lam = (height * width - taken.astype(jnp.float32)) * jnp.float32(
+      1.0 / (height * width))
   return MaskParams(
-      lam=jnp.where(active, lam, 1.0),
+      lam=jnp.where(active, plan.per_sample(lam), 1.0),
       mask=mask,
-      partner=s.partner,
+      partner=plan.partner,
       op=jnp.where(active, Op.CUTMIX, Op.NONE).astype(jnp.int32),
-      pairing=s.pairing,
-      groups=s.groups,
+      pairing=plan.pairing,
+      groups=plan.groups,
   )
 
 
@@ -158,10 +166,6 @@ def sample_multibox(
   >>> bool(jnp.allclose(p.lam, 1 - p.mask.mean((1, 2))))
   True
   """
-  s = structure.draw_structure(
-      key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
-      axis_name=axis_name, invariant=invariant,
-  )
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
   n_boxes = validation.check_size(n_boxes, "n_boxes")
@@ -171,19 +175,23 @@ def sample_multibox(
     if a_lo <= 0:
       raise ValueError(f"aspect_range must be > 0, got {aspect_range!r}.")
 
-  def uniforms(key):
-    k_area, k_aspect, k_pos = jax.random.split(key, 3)
-    return (jax.random.uniform(k_area, (n_boxes,), minval=lo, maxval=hi),
-            jax.random.uniform(k_aspect, (n_boxes,)),
-            jax.random.uniform(k_pos, (2, n_boxes)))
-
-  prop, u, pos = jax.vmap(uniforms)(s.draw_keys)
+  # Rows from 2 (after 'apply' and 'switch'): per box the area, the aspect
+  # and the position's two coordinates, as [4, n_boxes, num_draws].
+  s = structure.draw_structure(
+      key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
+      axis_name=axis_name, invariant=invariant,
+      rows=range(2, 2 + 4 * n_boxes))
+  u_all = prng.uniform(s.words).reshape(4, n_boxes, -1).transpose(0, 2, 1)
+  prop = lo + prng.unfused((hi - lo) * u_all[0])
+  u = u_all[1]
+  pos = jnp.stack([u_all[2], u_all[3]], axis=1)
   if aspect_range is None:
     # French et al.: height proportion p^u, width p^(1 - u).
     h_prop = jnp.where(prop > 0, prop ** u, 0.0)
     w_prop = jnp.where(prop > 0, prop / jnp.where(prop > 0, h_prop, 1.0), 0.0)
   else:
-    aspect = jnp.exp(jnp.log(a_lo) + u * (jnp.log(a_hi) - jnp.log(a_lo)))
+    aspect = jnp.exp(jnp.log(a_lo) + prng.unfused(
+        u * (jnp.log(a_hi) - jnp.log(a_lo))))
     h_prop, w_prop = jnp.sqrt(prop * aspect), jnp.sqrt(prop / aspect)
   scale = (1.0 / n_boxes) ** 0.5
   box_h = jnp.clip(jnp.round(h_prop * scale * height), 0, height)
@@ -194,21 +202,26 @@ def sample_multibox(
   masks = sampling.box_mask(boxes.astype(jnp.int32), height, width).any(1)
   if invert:
     masks = ~masks
-  return _finish(s, masks)
+  return _finish(s, masks, masks.sum((1, 2), dtype=jnp.int32))
 
 
-def _fourier_noise(key, num, height, width, decay_power):
-  """Low-frequency noise `[num, height, width]`, as in FMix's reference.
+def _fourier_noise(plan, height, width, decay_power):
+  """Low-frequency noise `[num_draws, height, width]`, as in FMix's reference.
 
   A complex Gaussian spectrum scaled by `1 / max(f, 1 / max(h, w))^decay`
   over the frequency magnitude `f`, taken back to pixels by a real inverse
-  FFT, so larger `decay_power` gives smoother, blobbier masks.
+  FFT, so larger `decay_power` gives smoother, blobbier masks. The normals
+  are rows of the `NOISE` leaf, column = draw.
   """
   fy = jnp.fft.fftfreq(height)[:, None]
   fx = jnp.fft.rfftfreq(width)[None, :]
   freqs = jnp.sqrt(fx * fx + fy * fy)
   scale = 1.0 / jnp.maximum(freqs, 1.0 / max(height, width)) ** decay_power
-  re, im = jax.random.normal(key, (2, num) + freqs.shape)
+  words = prng.bits(prng.fold_in(plan.key, pairing_lib.NOISE),
+                    range(2 * freqs.size), plan.num_draws,
+                    col_offset=plan.col_offset)
+  re, im = prng.normal(words).T.reshape((plan.num_draws, 2) + freqs.shape
+                                        ).transpose(1, 0, 2, 3)
   spectrum = (scale * re) + 1j * (scale * im)
   return jnp.fft.irfft2(spectrum, s=(height, width)).astype(jnp.float32)
 
@@ -263,10 +276,6 @@ def sample_fmix(
   >>> bool(jnp.allclose(p.lam, 1 - p.mask.mean((1, 2))))
   True
   """
-  s = structure.draw_structure(
-      key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
-      axis_name=axis_name, invariant=invariant,
-  )
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
   validation.check_positive(alpha, "alpha")
@@ -280,21 +289,26 @@ def sample_fmix(
     raise ValueError(
         f"max_soft must be a static number in [0, 0.5], got {max_soft!r}."
     )
-  lam = jax.vmap(lambda k: sampling.sample_lam(jax.random.fold_in(k, 0),
-                                               alpha))(s.draw_keys)
+  s = structure.draw_structure(
+      key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
+      axis_name=axis_name, invariant=invariant,
+      rows=[sampling.LAM_ROW + r for r in beta.rows_needed(alpha)])
+  plan = s.plan
+  lam = beta.lam_from_words(s.words, alpha,
+                            plan.retry_key(pairing_lib.RETRY_FIRST),
+                            col_offset=plan.col_offset)
   n = height * width
-  noise = jax.vmap(lambda k: _fourier_noise(
-      jax.random.fold_in(k, 1), 1, height, width, decay_power)[0])(
-          s.draw_keys)
+  noise = _fourier_noise(plan, height, width, decay_power)
   # rank[p] = the position of pixel p in descending noise order.
-  order = jnp.argsort(-noise.reshape(s.num_draws, n), axis=1)
+  order = jnp.argsort(-noise.reshape(plan.num_draws, n), axis=1)
   positions = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), order.shape)
   rank = jnp.zeros_like(positions).at[
-      jnp.arange(s.num_draws)[:, None], order
+      jnp.arange(plan.num_draws)[:, None], order
   ].set(positions)
   keep = jnp.round(lam * n).astype(jnp.int32)[:, None]
   if float(max_soft) == 0:
     masks = rank >= keep
+    taken = n - keep[:, 0]
   else:
     soft = jnp.minimum(jnp.float32(max_soft), jnp.minimum(lam, 1 - lam))
     soft = jnp.floor(n * soft).astype(jnp.int32)[:, None]
@@ -306,13 +320,28 @@ def sample_fmix(
     masks = jnp.where(
         rank < keep - soft, 0.0, jnp.where(rank >= keep + soft, 1.0, ramp)
     )
-  out = _finish(s, masks.reshape(s.num_draws, height, width))
+    taken = _soft_taken(keep[:, 0], soft[:, 0], n)
+  out = _finish(s, masks.reshape(plan.num_draws, height, width), taken)
   if not validation.is_static_number(alpha):
     # A traced α <= 0 has no λ to draw; let the NaN show, as elsewhere.
     out = dataclasses.replace(
-        out, lam=jnp.where(jnp.isnan(lam[s.draw]), jnp.nan, out.lam)
+        out, lam=jnp.where(jnp.isnan(lam[plan.draw]), jnp.nan, out.lam)
     )
   return out
+
+
+def _soft_taken(keep, soft, n):
+  """The sum of a soft FMix mask, in closed form: the pixels ranked at or
+  after `keep + soft` count 1, and the ramp over ranks `keep - soft + i`
+  counts `i / (2 soft - 1)`. Summing the float mask instead rounds in an
+  order that depends on the layout."""
+  start, stop = jnp.maximum(keep - soft, 0), jnp.minimum(keep + soft, n)
+  ramp = jnp.maximum(stop - start, 0)
+  first = start - (keep - soft)
+  full = n - jnp.clip(keep + soft, 0, n)
+  ramp_sum = (ramp * (2 * first + ramp - 1) // 2).astype(jnp.float32) / (
+      jnp.maximum(2 * soft - 1, 1).astype(jnp.float32))
+  return full.astype(jnp.float32) + ramp_sum
 
 
 def apply_mask_params(
@@ -402,7 +431,7 @@ def mix_mask_labels(
       op=params.op,
       pairing=params.pairing,
       groups=params.groups,
-      method="cutmix",
+      ops=(int(Op.CUTMIX),),
   )
   return apply.mix_labels(
       as_box_draw, labels, num_classes=num_classes,

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from cutmix_jax._src import apply as apply_lib
+from cutmix_jax._src import prng
 from cutmix_jax._src import sampling
 from cutmix_jax._src import validation
 
@@ -384,7 +385,8 @@ def cutmix_pair(
     )
   validation.check_positive(alpha, "alpha")
   validation.check_choice(placement, "placement", validation.PLACEMENTS)
-  k_lam, k_box = jax.random.split(key)
+  # Two nodes, so sample_lam's and sample_box's words are distinct.
+  k_lam, k_box = prng.fold_in(key, 0), prng.fold_in(key, 1)
   lam = sampling.sample_lam(k_lam, alpha)
   box = sampling.sample_box(k_box, lam, height, width, placement=placement)
   mask = sampling.box_mask(box, height, width)

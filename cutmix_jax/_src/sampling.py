@@ -10,22 +10,20 @@ import dataclasses
 import enum
 import math
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
+from cutmix_jax._src import beta
+from cutmix_jax._src import pairing as pairing_lib
+from cutmix_jax._src import prng
 from cutmix_jax._src import validation
 
 ArrayLike = jax.typing.ArrayLike
-AxisName = Union[str, Sequence[str], None]
-
-# Jöhnk's method accepts a proposal with probability >= pi / 4 for α <= 1/2,
-# so 8 proposals per variate leave about 1 in 200,000 variates to the exact
-# fallback loop, which therefore almost never iterates.
-_JOHNK_PROPOSALS = 8
+AxisName = pairing_lib.AxisName
 
 
 class Op(enum.IntEnum):
@@ -38,7 +36,7 @@ class Op(enum.IntEnum):
   RESIZEMIX = 4  # the whole partner, resized, pasted into the box
 
 
-# The ops each sampler can draw; a 'switch' draw names its own in `ops`.
+# The ops each sampler can draw.
 _METHOD_OPS = {
     "cutmix": (Op.CUTMIX,),
     "mixup": (Op.MIXUP,),
@@ -46,6 +44,9 @@ _METHOD_OPS = {
     "cutout": (Op.CUTOUT,),
     "resizemix": (Op.RESIZEMIX,),
 }
+ALL_OPS = (int(Op.MIXUP), int(Op.CUTMIX), int(Op.CUTOUT), int(Op.RESIZEMIX))
+BOX_OPS = (int(Op.CUTMIX), int(Op.CUTOUT), int(Op.RESIZEMIX))
+LABEL_OPS = (int(Op.MIXUP), int(Op.CUTMIX), int(Op.RESIZEMIX))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +55,9 @@ class MixParams:
 
   Arrays are per sample, so one draw can be applied to images, segmentation
   maps or any other batch-major array with `apply_params`, and to labels with
-  `mix_labels`.
+  `mix_labels`. Every applier follows `op`: a sample's box is used only if
+  its op is CutMix, Cutout or ResizeMix, and its label is mixed with `lam`
+  only if its op is MixUp, CutMix or ResizeMix.
 
   Attributes:
     lam: float32 `[batch]`, the weight of each sample's own label. For CutMix
@@ -72,10 +75,10 @@ class MixParams:
     pairing: static, how partners were chosen ('flip', 'roll', 'permute').
     groups: static, the number of equal contiguous batch blocks that pairing
       stays inside.
-    method: static, the sampler that drew this ('cutmix', 'mixup', 'mix',
-      'cutout', 'resizemix', 'switch'); it lets `apply_params` emit only the
-      code that can run.
-    ops: static, for method 'switch', the `Op`s the draw may hold.
+    ops: static, the `Op`s (other than NONE) that `op` may hold: the appliers
+      compile code for these only. The samplers set it to what they can
+      draw; the default allows all four. A concrete `op` outside it is
+      rejected; a traced one is applied as NONE by every applier.
     exchange_axis: static, set by `cross_device=True`: the mapped axis over
       which partners are fetched from other shards. `partner` then indexes
       the global batch.
@@ -89,219 +92,62 @@ class MixParams:
   width: Optional[int] = None
   pairing: str = "flip"
   groups: int = 1
-  method: str = "cutmix"
-  ops: tuple[int, ...] = ()
+  ops: tuple[int, ...] = ALL_OPS
   exchange_axis: Any = None
 
   @property
   def possible_ops(self) -> tuple[Op, ...]:
     """The ops this draw may hold, known at trace time."""
-    if self.method == "switch":
-      return tuple(Op(o) for o in self.ops)
-    return _METHOD_OPS[self.method]
+    return tuple(Op(o) for o in self.ops)
 
 
 jax.tree_util.register_dataclass(
     MixParams,
     data_fields=["lam", "box", "partner", "op"],
-    meta_fields=["height", "width", "pairing", "groups", "method", "ops",
+    meta_fields=["height", "width", "pairing", "groups", "ops",
                  "exchange_axis"],
 )
 
 
-# ---------------------------------------------------------------------------
-# Random words
+def honoured(params) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """`(op, box, lam)` of a draw as every applier applies it.
 
-_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
-
-
-def _threefry2x32(k0, k1, x0, x1):
-  """Threefry-2x32 (20 rounds), unrolled, as JAX computes it on GPUs.
-
-  On CPUs JAX emits the rounds as a 5-step while loop, a fixed cost of a few
-  tens of microseconds per call that dominated a draw for a CIFAR batch;
-  unrolled, the hash fuses with its consumers into one loop.
+  An op outside `params.ops` is rejected when `op` is concrete and applied
+  as NONE when traced (no code was compiled for it); a box counts only under
+  a box op, and `lam` only under an op that mixes labels.
   """
-  ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
-  x0, x1 = x0 + ks[0], x1 + ks[1]
-  for i in range(5):
-    for r in _THREEFRY_ROTATIONS[i % 2]:
-      x0 = x0 + x1
-      x1 = x0 ^ ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r)))
-    x0 = x0 + ks[(i + 1) % 3]
-    x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
-  return x0, x1
-
-
-def _is_threefry(key) -> bool:
-  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-    return str(jax.random.key_impl(key)) == "threefry2x32"
-  return jax.config.jax_default_prng_impl == "threefry2x32"
-
-
-def _fold_in(key, data) -> jax.Array:
-  """`jax.random.fold_in(key, data)`, bit for bit; `data` may be a vector.
-
-  For threefry keys the new key is the unrolled hash of the counter
-  `(0, data)`, as JAX computes it; other key types go to JAX.
-  """
-  if not _is_threefry(key):
-    fold = jax.random.fold_in
-    return fold(key, data) if jnp.ndim(data) == 0 else jax.vmap(
-        fold, (None, 0))(key, data)
-  typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-  raw = jax.random.key_data(key) if typed else key
-  data = jnp.asarray(data, dtype=jnp.uint32)
-  hashed = jnp.stack(
-      _threefry2x32(raw[0], raw[1], jnp.zeros_like(data), data), axis=-1)
-  if typed:
-    return jax.random.wrap_key_data(hashed, impl=jax.random.key_impl(key))
-  return hashed
-
-
-def _random_bits(key, shape) -> jax.Array:
-  """Uniform uint32 words from `key`: Threefry in counter mode, unrolled.
-
-  Word `(r, c)` (rows `r` along the first axis, `c` the flat index of the
-  rest) has counter `r * C + c`, the linear index `jax.random.bits` uses.
-  Counters of rows `r` and `r + ceil(R / 2)` are hashed together and both
-  output words are kept, so a draw hashes half as many counters as
-  `jax.random.bits`, and each column depends on its own counters only: a
-  draw sharded along its samples is computed where it lives, with no
-  collective. The words are materialised (an optimization barrier) so the
-  small per-sample kernels that read them do not each re-hash them; on CPUs
-  XLA also splits a fusion of about 1,000 hashes across threads, and the
-  hand-off cost more than the hashing. Other key types go to
-  `jax.random.bits`.
-  """
-  shape = tuple(shape)
-  size = math.prod(shape)
-  if not _is_threefry(key) or size >= 2**32 or not shape:
-    return jax.random.bits(key, shape, jnp.uint32)
-  data = jax.random.key_data(key) if jax.dtypes.issubdtype(
-      key.dtype, jax.dtypes.prng_key) else key
-  rows, cols = shape[0], size // max(shape[0], 1)
-  half = (rows + 1) // 2
-  counters = lax.broadcasted_iota(jnp.uint32, (2 * half, cols), 0) * jnp.uint32(
-      cols) + lax.broadcasted_iota(jnp.uint32, (2 * half, cols), 1)
-  first, second = _threefry2x32(data[0], data[1], counters[:half],
-                                counters[half:])
-  bits = jnp.concatenate([first, second], axis=0)[:rows].reshape(shape)
-  return lax.optimization_barrier(bits)
+  ops = tuple(int(o) for o in params.ops)
+  unknown = sorted(set(ops) - set(ALL_OPS))
+  if unknown:
+    raise ValueError(
+        f"params.ops must hold ops from {[Op(o).name for o in ALL_OPS]}, got "
+        f"{unknown}.")
+  if not isinstance(params.op, jax.core.Tracer):
+    seen = set(np.unique(np.asarray(params.op)).tolist()) - {int(Op.NONE)}
+    if not seen <= set(ops):
+      names = sorted(Op(o).name if o in set(Op) else str(o) for o in seen
+                     - set(ops))
+      raise ValueError(
+          f"params.op holds {names}, which params.ops "
+          f"{[Op(o).name for o in ops]} does not allow: the appliers compile "
+          "only the ops in `ops`. Pass ops= with every op the draw holds.")
+  op = jnp.asarray(params.op, jnp.int32)
+  known = jnp.isin(op, jnp.asarray(ops, jnp.int32)) if ops else jnp.zeros_like(
+      op, bool)
+  op = jnp.where(known, op, int(Op.NONE))
+  box_ops = [o for o in ops if o in BOX_OPS]
+  has_box = jnp.isin(op, jnp.asarray(box_ops, jnp.int32)) if box_ops else (
+      jnp.zeros_like(op, bool))
+  box = jnp.where(has_box[:, None], params.box, 0)
+  label_ops = [o for o in ops if o in LABEL_OPS]
+  mixes = jnp.isin(op, jnp.asarray(label_ops, jnp.int32)) if label_ops else (
+      jnp.zeros_like(op, bool))
+  lam = jnp.where(mixes, params.lam, jnp.ones((), params.lam.dtype))
+  return op, box, lam
 
 
 # ---------------------------------------------------------------------------
 # λ ~ Beta(α, α)
-
-
-def _uniform01(bits: jax.Array) -> jax.Array:
-  """Uniform [0, 1) float32 from uint32 bits, as `jax.random.uniform` does."""
-  mantissa = (bits >> 9) | jnp.uint32(0x3F800000)
-  return lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
-
-
-def _beta_ulrich(u: jax.Array, v: jax.Array, a: jax.Array) -> jax.Array:
-  """Exact Beta(a, a) for a > 1/2 without rejection (Ulrich 1984).
-
-  X = 1/2 + 1/2 * sqrt(1 - U^(2 / (2a - 1))) * cos(2 pi V); see Devroye,
-  Non-Uniform Random Variate Generation (1986), section IX.4.
-  """
-  one_minus_power = -jnp.expm1(jnp.log(u) * (2.0 / (2.0 * a - 1.0)))
-  return 0.5 + 0.5 * jnp.sqrt(one_minus_power) * jnp.cos(2.0 * jnp.pi * v)
-
-
-def _johnk_proposals(u: jax.Array, a: jax.Array):
-  log_x, log_y = jnp.log(u) / a
-  log_sum = jnp.logaddexp(log_x, log_y)
-  # Small α puts much mass within 1e-8 of 0 and 1. Compute the smaller of
-  # λ and 1 - λ as an exp of a log-ratio (a sigmoid saturates there) and
-  # the larger as one minus it, so both tails keep float32 resolution.
-  lam = jnp.where(
-      log_x <= log_y,
-      jnp.exp(log_x - log_sum),
-      -jnp.expm1(log_y - log_sum),
-  )
-  return log_sum <= 0, lam
-
-
-def _beta_johnk(u: jax.Array, a: jax.Array, retry_uniforms):
-  """Exact Beta(a, a) for a <= 1/2 by Jöhnk's rejection method (1964).
-
-  X = U^(1/a), Y = V^(1/a), accepted when X + Y <= 1, gives X / (X + Y). It
-  runs in log space so that tiny `a` does not underflow. `u` holds all
-  proposals, `[2, proposals, ...]`; the first accepted is taken. Variates
-  that reject them all are redrawn by a loop, from `retry_uniforms(i)` (fresh
-  `[2, ...]` uniforms for round i), so the draw is exact, not truncated; the
-  loop almost never runs, and derives its keys inside its body so that not
-  running it costs nothing.
-  """
-  accept, lam = _johnk_proposals(u, a)
-  first = jnp.argmax(accept, axis=0)
-  lam = jnp.take_along_axis(lam, first[None], axis=0)[0]
-  done = jnp.any(accept, axis=0)
-
-  def retry(state):
-    i, done, lam = state
-    acc, candidate = _johnk_proposals(retry_uniforms(i), a)
-    return i + 1, done | acc, jnp.where(done, lam, candidate)
-
-  _, _, lam = lax.while_loop(
-      lambda s: ~jnp.all(s[1]), retry, (jnp.int32(0), done, lam)
-  )
-  return lam
-
-
-def _lam_words(alpha: Any) -> int:
-  """How many uint32 words per variate `_lam_from_bits` reads for α."""
-  if validation.is_static_number(alpha):
-    if float(alpha) == 1.0:
-      return 1
-    if float(alpha) > 0.5:
-      return 2
-  return 2 * _JOHNK_PROPOSALS
-
-
-def _retry_uniforms(key, tag, shape, sample_keys=None):
-  """Round i's fresh uniforms for Jöhnk's fallback, `[2, *shape]`.
-
-  With `sample_keys` (one key per variate, for device-invariant draws) each
-  variate's retries depend on its own key only.
-  """
-
-  def uniforms(i):
-    # Fresh uniforms from fold_in(fold_in(key, tag), i).
-    if sample_keys is None:
-      k = _fold_in(_fold_in(key, tag), i)
-      return _uniform01(_random_bits(k, (2,) + shape))
-    draw = lambda k: _uniform01(_random_bits(_fold_in(_fold_in(k, tag), i),
-                                             (2,)))
-    return jax.vmap(draw, out_axes=1)(sample_keys)
-
-  return uniforms
-
-
-def _lam_from_bits(bits, alpha, retry_uniforms):
-  """λ ~ Beta(α, α) from `[_lam_words(alpha), ...]` random words.
-
-  α = 1 is Uniform(0, 1); α > 1/2 uses Ulrich's rejection-free polar method;
-  α <= 1/2 Jöhnk's method, vectorised. A traced α picks among them at run
-  time, so changing it does not recompile.
-  """
-  shape = bits.shape[1:]
-  a = jnp.asarray(alpha, jnp.float32)
-  samplers = (
-      lambda b: _beta_johnk(
-          _uniform01(b[: 2 * _JOHNK_PROPOSALS]).reshape(
-              (2, _JOHNK_PROPOSALS) + shape), a, retry_uniforms),
-      lambda b: _beta_ulrich(_uniform01(b[0]), _uniform01(b[1]), a),
-      lambda b: _uniform01(b[0]),
-  )
-  if validation.is_static_number(alpha):
-    which = 2 if float(alpha) == 1.0 else int(float(alpha) > 0.5)
-    return samplers[which](bits)
-  which = jnp.where(a == 1.0, 2, (a > 0.5).astype(jnp.int32))
-  lam = lax.switch(which, samplers, bits)
-  return jnp.where(a > 0, lam, jnp.nan)
 
 
 def sample_lam(
@@ -331,17 +177,16 @@ def sample_lam(
   validation.check_key(key)
   validation.check_positive(alpha, "alpha")
   shape = tuple(shape)
-  bits = _random_bits(key, (_lam_words(alpha),) + shape)
-  return _lam_from_bits(bits, alpha, _retry_uniforms(key, 0, shape))
+  size = math.prod(shape)
+  words = prng.bits(prng.fold_in(key, pairing_lib.WORDS), beta.rows_needed(alpha),
+                    size)
+  lam = beta.lam_from_words(words, alpha,
+                            prng.fold_in(key, pairing_lib.RETRY_FIRST))
+  return lam.reshape(shape)
 
 
 # ---------------------------------------------------------------------------
 # Boxes
-
-
-def _uniform_int(bits: jax.Array, n: ArrayLike) -> jax.Array:
-  """Integers uniform in [0, n) from uint32 bits (bias below n / 2**32)."""
-  return (bits % jnp.asarray(n).astype(jnp.uint32)).astype(jnp.int32)
 
 
 def _box_from_lam(lam, bits_y, bits_x, height, width, placement):
@@ -357,15 +202,15 @@ def _box_from_lam(lam, bits_y, bits_x, height, width, placement):
   cut_h = jnp.floor(height * ratio).astype(jnp.int32)
   cut_w = jnp.floor(width * ratio).astype(jnp.int32)
   if placement == "official":
-    cy = _uniform_int(bits_y, height)
-    cx = _uniform_int(bits_x, width)
+    cy = prng.uniform_int(bits_y, height)
+    cx = prng.uniform_int(bits_x, width)
     top = jnp.clip(cy - cut_h // 2, 0, height)
     bottom = jnp.clip(cy + cut_h // 2, 0, height)
     left = jnp.clip(cx - cut_w // 2, 0, width)
     right = jnp.clip(cx + cut_w // 2, 0, width)
   else:
-    top = _uniform_int(bits_y, height - cut_h + 1)
-    left = _uniform_int(bits_x, width - cut_w + 1)
+    top = prng.uniform_int(bits_y, height - cut_h + 1)
+    left = prng.uniform_int(bits_x, width - cut_w + 1)
     bottom, right = top + cut_h, left + cut_w
   return jnp.stack([top, left, bottom, right], axis=-1)
 
@@ -375,15 +220,19 @@ def _box_from_minmax(bits, height, width, minmax):
   lo, hi = minmax
   min_h, max_h = int(height * lo), int(height * hi)
   min_w, max_w = int(width * lo), int(width * hi)
-  cut_h = min_h + _uniform_int(bits[0], max_h - min_h + 1)
-  cut_w = min_w + _uniform_int(bits[1], max_w - min_w + 1)
-  top = _uniform_int(bits[2], height - cut_h + 1)
-  left = _uniform_int(bits[3], width - cut_w + 1)
+  cut_h = min_h + prng.uniform_int(bits[0], max_h - min_h + 1)
+  cut_w = min_w + prng.uniform_int(bits[1], max_w - min_w + 1)
+  top = prng.uniform_int(bits[2], height - cut_h + 1)
+  left = prng.uniform_int(bits[3], width - cut_w + 1)
   return jnp.stack([top, left, top + cut_h, left + cut_w], axis=-1)
 
 
 def box_area(box: ArrayLike) -> jax.Array:
-  """Pixel count of `(top, left, bottom, right)` boxes, int32 `[...]`."""
+  """Pixel count of `(top, left, bottom, right)` boxes, int32 `[...]`.
+
+  >>> box_area(jnp.array([[1, 0, 3, 2], [2, 2, 1, 5]])).tolist()  # 2nd empty
+  [4, 0]
+  """
   box = jnp.asarray(box)
   return jnp.maximum(box[..., 2] - box[..., 0], 0) * jnp.maximum(
       box[..., 3] - box[..., 1], 0
@@ -396,6 +245,9 @@ def lam_from_box(box: ArrayLike, height: int, width: int) -> jax.Array:
   Computed as `kept_pixels * float32(1 / (height * width))`: XLA rewrites a
   division by a constant into this product under `jit` but not in eager
   mode, so writing the product keeps eager, `jit` and `vmap` bit-identical.
+
+  >>> float(lam_from_box(jnp.array([0, 0, 2, 4]), 4, 4))  # 8 of 16 pasted
+  0.5
   """
   kept = height * width - box_area(box)
   return kept.astype(jnp.float32) * jnp.float32(1.0 / (height * width))
@@ -434,7 +286,7 @@ def sample_box(
   validation.check_choice(placement, "placement", validation.PLACEMENTS)
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
-  bits = jax.random.bits(key, (2,), jnp.uint32)
+  bits = prng.bits(prng.fold_in(key, pairing_lib.WORDS), (0, 1), 1)[:, 0]
   return _box_from_lam(
       jnp.asarray(lam, jnp.float32), bits[0], bits[1], height, width, placement
   )
@@ -467,172 +319,13 @@ def box_mask(box: ArrayLike, height: int, width: int) -> jax.Array:
   )
 
 
-# ---------------------------------------------------------------------------
-# Pairing
-
-
-def _pairing_structure(key, batch_size, groups, pairing, mode):
-  """Partner index per sample, and which draw each sample uses in pair mode.
-
-  Pairing stays inside each of `groups` contiguous blocks of the batch, so a
-  batch sharded over `groups` devices is mixed without moving images.
-  """
-  block = batch_size // groups
-  offsets = (jnp.arange(groups, dtype=jnp.int32) * block)[:, None]
-  j = jnp.arange(block, dtype=jnp.int32)[None, :]
-  draws_per_block = (block + 1) // 2
-  pair_draw = None
-  if pairing == "flip":
-    partner = offsets + (block - 1 - j)
-    pair_draw = jnp.minimum(j, block - 1 - j)
-  elif pairing == "roll":
-    partner = offsets + (j - 1) % block
-  else:
-    perm_bits = _random_bits(_fold_in(key, 3), (groups, block))
-    perm = jnp.argsort(perm_bits, axis=1)
-    perm = perm.astype(jnp.int32)
-    if mode == "pair":
-      # Pair consecutive entries of a random permutation; an odd block's last
-      # entry is paired with itself.
-      mate_pos = jnp.minimum(jnp.arange(block) ^ 1, block - 1)
-      inverse = jnp.argsort(perm, axis=1).astype(jnp.int32)
-      partner = offsets + jnp.take_along_axis(perm, mate_pos[inverse], axis=1)
-      pair_draw = inverse // 2
-    else:
-      partner = offsets + perm
-  partner = jnp.broadcast_to(partner, (groups, block)).reshape(batch_size)
-  if pair_draw is not None:
-    pair_draw = jnp.broadcast_to(
-        pair_draw + jnp.arange(groups)[:, None] * draws_per_block,
-        (groups, block),
-    ).reshape(batch_size)
-  return partner, pair_draw, groups * draws_per_block
-
-
-def _check_common(key, batch_size, mode, pairing, groups, prob,
-                  invariant=False, cross_device=False, axis_name=None):
-  validation.check_key(key)
-  batch_size = validation.check_size(batch_size, "batch_size")
-  validation.check_choice(mode, "mode", validation.MODES)
-  validation.check_choice(pairing, "pairing", validation.PAIRINGS)
-  groups = validation.check_size(groups, "groups")
-  if batch_size % groups:
-    raise ValueError(
-        f"batch_size {batch_size} is not divisible by groups={groups}; pairing"
-        " stays inside equal blocks of the batch."
-    )
-  if mode == "pair" and pairing == "roll":
-    raise ValueError(
-        "mode='pair' needs a symmetric pairing ('flip' or 'permute'); "
-        "'roll' pairs i with i - 1, which is not mutual."
-    )
-  validation.check_probability(prob, "prob")
-  if invariant:
-    if mode == "batch":
-      raise ValueError(
-          "invariant=True needs mode='elem' or 'pair': one draw per batch "
-          "depends on how the batch is split over devices."
-      )
-    if batch_size % 2:
-      raise ValueError(
-          f"invariant=True pairs samples (2k, 2k + 1), so the (per-shard) "
-          f"batch size must be even, got {batch_size}."
-      )
-  if cross_device:
-    if axis_name is None:
-      raise ValueError(
-          "cross_device=True needs axis_name (inside shard_map or pmap); under "
-          "plain jit over a sharded batch, groups=1 already pairs across "
-          "devices."
-      )
-    if invariant:
-      raise ValueError(
-          "cross_device=True and invariant=True exclude each other: invariant "
-          "draws pair samples (2k, 2k + 1) inside a shard.")
-    if pairing not in ("flip", "roll"):
-      raise ValueError(
-          f"cross_device=True supports pairing 'flip' or 'roll' (one "
-          f"lax.ppermute); got pairing={pairing!r}.")
-    if groups != 1:
-      raise ValueError(
-          f"cross_device=True pairs over the whole global batch; groups must "
-          f"be 1, got {groups}.")
-  return batch_size, groups
-
-
-def _fold_axis(key, axis_name):
-  if axis_name is None:
-    return key
-  return _fold_in(key, lax.axis_index(axis_name))
-
-
-class Plan(NamedTuple):
-  """Who mixes with whom, and which draw each sample uses: the structure
-  every sampler shares, so all honour `mode`, `pairing`, `groups`,
-  `axis_name` and `invariant` alike.
-
-  Attributes:
-    key: the key for this shard's draws (the axis index folded in, unless
-      invariant).
-    partner: int32 `[batch]`.
-    draw: int32 `[batch]`, the index of the draw each sample uses.
-    num_draws: static: 1, one per pair, or the batch size.
-    draw_keys: `[num_draws]` keys, draw d's from `fold_in(key, global d)`,
-      for device-invariant draws; None otherwise.
-    mode: static, as given.
-    pairing: static, the pairing used ('flip' when invariant).
-    groups: static, the pairing blocks used (pairs when invariant).
-  """
-
-  key: jax.Array
-  partner: jax.Array
-  draw: jax.Array
-  num_draws: int
-  draw_keys: Optional[jax.Array]
-  mode: str
-  pairing: str
-  groups: int
-
-  @property
-  def has_partner(self) -> jax.Array:
-    """bool `[batch]`: False for samples paired with themselves."""
-    return self.partner != jnp.arange(self.partner.shape[0], dtype=jnp.int32)
-
-  def per_sample(self, values: jax.Array) -> jax.Array:
-    """Per-draw values `[num_draws, ...]` expanded to `[batch, ...]`."""
-    batch = self.partner.shape[0]
-    if self.mode == "batch":
-      return jnp.broadcast_to(values, (batch,) + values.shape[1:])
-    if self.mode == "pair":
-      return values[self.draw]
-    return values
-
-
-def _plan(key, batch_size, *, mode, pairing, groups, axis_name, invariant):
-  """The pairing structure of a draw (validated arguments in)."""
-  draw_offset = None
-  if invariant:
-    # Pairs are (2k, 2k + 1) of the global batch, and draw d of this shard is
-    # global draw `offset + d`: nothing depends on how the batch is split.
-    groups, pairing = batch_size // 2, "flip"
-    draw_offset = 0 if axis_name is None else lax.axis_index(axis_name)
-    draw_offset = draw_offset * (batch_size if mode == "elem" else groups)
-  else:
-    key = _fold_axis(key, axis_name)
-  partner, pair_draw, pair_draws = _pairing_structure(
-      key, batch_size, groups, pairing, mode
-  )
-  samples = jnp.arange(batch_size, dtype=jnp.int32)
-  num_draws, draw = {
-      "batch": (1, jnp.zeros_like(samples)),
-      "elem": (batch_size, samples),
-      "pair": (pair_draws, pair_draw),
-  }[mode]
-  draw_keys = None
-  if invariant:
-    draw_keys = _fold_in(key, draw_offset + jnp.arange(num_draws))
-  return Plan(key=key, partner=partner, draw=draw, num_draws=num_draws,
-              draw_keys=draw_keys, mode=mode, pairing=pairing, groups=groups)
+# The fixed first row of each part of a MixParams draw's words; mask and
+# cuboid samplers read 'apply' and 'cut_lam' too, and their own rows from 'box'.
+_ROWS = {"apply": 0, "switch": 1, "box": 2, "cut_lam": 6,
+         "mix_lam": 6 + beta.ROWS, "cutout_box": 6 + 2 * beta.ROWS,
+         "resize_box": 8 + 2 * beta.ROWS}
+LAM_ROW = _ROWS["cut_lam"]  # a sampler's (first) λ
+BOX_ROW = _ROWS["box"]  # the first of a sampler's own rows
 
 
 def _sample(
@@ -660,9 +353,10 @@ def _sample(
 ):
   """The shared sampler behind the `sample_*` functions.
 
-  Every random word of a draw comes from one `_random_bits` call, cut into
-  rows: on a CPU each PRNG call is a loop and some small kernels of its own,
-  which dominated the cost of a draw.
+  The draw's words are the rows of `_ROWS` that its ops read, from one
+  `prng.bits` call (on a CPU each PRNG call costs small kernels of its own).
+  The rows sit at fixed positions, so the words, and the draw, do not depend
+  on which options are static.
   """
   if cross_device:
     return _sample_cross_device(
@@ -673,9 +367,10 @@ def _sample(
         cutmix_minmax=cutmix_minmax, cutout_size=cutout_size,
         resize_scale=resize_scale,
     )
-  plan = _plan(key, batch_size, mode=mode, pairing=pairing, groups=groups,
-               axis_name=axis_name, invariant=invariant)
-  key, partner, n = plan.key, plan.partner, plan.num_draws
+  plan = pairing_lib.plan(key, batch_size, mode=mode, pairing=pairing,
+                          groups=groups, axis_name=axis_name,
+                          invariant=invariant)
+  partner, n = plan.partner, plan.num_draws
 
   ops = tuple(Op[name.upper()] for name in op_probs) if op_probs else (
       _METHOD_OPS[method])
@@ -684,27 +379,22 @@ def _sample(
   always = validation.is_static_number(prob) and float(prob) == 1.0
   cutmix_alpha_drawn = _drawable(cutmix_alpha)
   mixup_alpha_drawn = _drawable(mixup_alpha)
-  # The row order keeps each older sampler's random stream unchanged.
-  rows = {
-      "apply": 0 if always else 1,
-      "switch": 1 if len(ops) > 1 else 0,
-      "box": (4 if cutmix_minmax is not None else 2) if use_cutmix else 0,
-      "cut_lam": _lam_words(cutmix_alpha_drawn)
-                 if use_cutmix and cutmix_minmax is None else 0,
-      "mix_lam": _lam_words(mixup_alpha_drawn) if use_mixup else 0,
-      "cutout_box": 2 if Op.CUTOUT in ops else 0,
-      "resize_box": 3 if Op.RESIZEMIX in ops else 0,
+  wanted = {
+      "apply": () if always else (0,),
+      "switch": (0,) if len(ops) > 1 else (),
+      "box": (range(4) if cutmix_minmax is not None else range(2))
+             if use_cutmix else (),
+      "cut_lam": beta.rows_needed(cutmix_alpha_drawn)
+                 if use_cutmix and cutmix_minmax is None else (),
+      "mix_lam": beta.rows_needed(mixup_alpha_drawn) if use_mixup else (),
+      "cutout_box": range(2) if Op.CUTOUT in ops else (),
+      "resize_box": range(3) if Op.RESIZEMIX in ops else (),
   }
-  sample_keys = plan.draw_keys
-  if invariant:
-    words = jax.vmap(
-        lambda k: _random_bits(k, (sum(rows.values()),)),
-        out_axes=1)(sample_keys)
-  else:
-    words = _random_bits(key, (sum(rows.values()), n))
+  rows = [_ROWS[name] + r for name, rs in wanted.items() for r in rs]
+  words = plan.words(rows)
   bits, start = {}, 0
-  for name, count in rows.items():
-    bits[name], start = words[start : start + count], start + count
+  for name, rs in wanted.items():
+    bits[name], start = words[start : start + len(rs)], start + len(rs)
 
   # Each op's (lam, box) for every draw; the switch picks one per draw.
   candidates = {}
@@ -712,9 +402,9 @@ def _sample(
     if cutmix_minmax is not None:
       cut_box = _box_from_minmax(bits["box"], height, width, cutmix_minmax)
     else:
-      lam_drawn = _lam_from_bits(
+      lam_drawn = beta.lam_from_words(
           bits["cut_lam"], cutmix_alpha_drawn,
-          _retry_uniforms(key, 1, (n,), sample_keys))
+          plan.retry_key(pairing_lib.RETRY_FIRST), col_offset=plan.col_offset)
       cut_box = _box_from_lam(
           lam_drawn, bits["box"][0], bits["box"][1], height, width, placement
       )
@@ -723,8 +413,9 @@ def _sample(
       cut_lam = jnp.where(jnp.isnan(lam_drawn), jnp.nan, cut_lam)
     candidates[Op.CUTMIX] = cut_lam, cut_box
   if use_mixup:
-    mix_lam = _lam_from_bits(bits["mix_lam"], mixup_alpha_drawn,
-                             _retry_uniforms(key, 2, (n,), sample_keys))
+    mix_lam = beta.lam_from_words(
+        bits["mix_lam"], mixup_alpha_drawn,
+        plan.retry_key(pairing_lib.RETRY_SECOND), col_offset=plan.col_offset)
     candidates[Op.MIXUP] = mix_lam, jnp.zeros((n, 4), jnp.int32)
   if Op.CUTOUT in ops:
     candidates[Op.CUTOUT] = jnp.ones((n,), jnp.float32), _cutout_box(
@@ -735,7 +426,7 @@ def _sample(
         resize_box)
 
   if method == "mix":
-    choose_cut = _uniform01(bits["switch"][0]) < switch_prob
+    choose_cut = prng.uniform(bits["switch"][0]) < switch_prob
     # alpha == 0 switches that branch off (as in timm), static or traced.
     choose_cut = jnp.where(jnp.asarray(mixup_alpha) <= 0, True, choose_cut)
     choose_cut = jnp.where(jnp.asarray(cutmix_alpha) <= 0, False, choose_cut)
@@ -758,7 +449,7 @@ def _sample(
     lam = jnp.where(total > 0, lam, jnp.nan)
 
   if not always:
-    applied = _uniform01(bits["apply"][0]) < prob
+    applied = prng.uniform(bits["apply"][0]) < prob
     lam = jnp.where(applied, lam, 1.0)
     box = jnp.where(applied[:, None], box, 0)
     op = jnp.where(applied, op, Op.NONE).astype(jnp.int32)
@@ -784,8 +475,7 @@ def _sample(
       width=width,
       pairing=plan.pairing,
       groups=plan.groups,
-      method=method,
-      ops=tuple(int(o) for o in ops) if method == "switch" else (),
+      ops=tuple(int(o) for o in ops),
   )
 
 
@@ -797,15 +487,15 @@ def _choose(bits, probs):
   """
   cum = jnp.cumsum(jnp.stack([jnp.asarray(p, jnp.float32) for p in probs]))
   thresholds = cum[:-1] / cum[-1]
-  u = _uniform01(bits)
+  u = prng.uniform(bits)
   return jnp.sum(u[:, None] >= thresholds[None, :], axis=1).astype(jnp.int32)
 
 
 def _cutout_box(bits, height, width, size):
   """Cutout's box: centred uniformly over the image, clipped to it."""
   size_h, size_w = size
-  top = _uniform_int(bits[0], height) - size_h // 2
-  left = _uniform_int(bits[1], width) - size_w // 2
+  top = prng.uniform_int(bits[0], height) - size_h // 2
+  left = prng.uniform_int(bits[1], width) - size_w // 2
   return jnp.stack(
       [
           jnp.clip(top, 0, height),
@@ -821,11 +511,11 @@ def _resize_box(bits, height, width, scale):
   """ResizeMix's box: sides `floor(tau * side)` for tau ~ U(lo, hi), placed
   uniformly where it fits whole, so the resized partner is never clipped."""
   lo, hi = scale
-  tau = lo + (hi - lo) * _uniform01(bits[0])
+  tau = lo + prng.unfused((hi - lo) * prng.uniform(bits[0]))
   box_h = jnp.floor(height * tau).astype(jnp.int32)
   box_w = jnp.floor(width * tau).astype(jnp.int32)
-  top = _uniform_int(bits[1], height - box_h + 1)
-  left = _uniform_int(bits[2], width - box_w + 1)
+  top = prng.uniform_int(bits[1], height - box_h + 1)
+  left = prng.uniform_int(bits[2], width - box_w + 1)
   return jnp.stack([top, left, top + box_h, left + box_w], axis=-1)
 
 
@@ -875,7 +565,7 @@ _COMMON_ARGS_DOC = """
       index only, so the same global batch gets bit-identical draws on 1, 2,
       4 or 8 devices, under `jit`, `shard_map` or `pmap` (with `axis_name`,
       shards are taken as consecutive blocks of the global batch). Sample
-      (or pair) i draws from `fold_in(key, i)`, and pairs are the global
+      (or pair) i reads column i of the key's words, and pairs are the global
       samples (2k, 2k + 1), so the per-shard batch must be even and mode
       'elem' or 'pair'; `pairing` and `groups` are then not used.
     cross_device: with `axis_name`, pair over the global batch instead of
@@ -933,13 +623,13 @@ def sample_cutmix(
 {common_args}
 
   Returns:
-    A `MixParams` with `method='cutmix'`.
+    A `MixParams`.
 
   >>> p = sample_cutmix(jax.random.key(0), 4, 32, 32, mode="elem")
   >>> p.lam.shape, p.box.shape, p.partner.tolist()
   ((4,), (4, 4), [3, 2, 1, 0])
   """
-  batch_size, groups = _check_common(
+  batch_size, groups = pairing_lib.check_common(
       key, batch_size, mode, pairing, groups, prob, invariant,
       cross_device, axis_name)
   height = validation.check_size(height, "height")
@@ -995,14 +685,14 @@ def sample_mixup(
 {common_args}
 
   Returns:
-    A `MixParams` with `method='mixup'` and empty boxes; it applies to any
+    A `MixParams` with empty boxes; it applies to any
     spatial size.
 
   >>> p = sample_mixup(jax.random.key(0), 3, alpha=0.2)
   >>> p.partner.tolist(), p.op.tolist()  # the middle sample pairs with itself
   ([2, 1, 0], [1, 0, 1])
   """
-  batch_size, groups = _check_common(
+  batch_size, groups = pairing_lib.check_common(
       key, batch_size, mode, pairing, groups, prob, invariant,
       cross_device, axis_name)
   validation.check_positive(alpha, "alpha")
@@ -1054,13 +744,13 @@ def sample_mix(
 {common_args}
 
   Returns:
-    A `MixParams` with `method='mix'`.
+    A `MixParams`.
 
   >>> p = sample_mix(jax.random.key(1), 8, 32, 32, mode="elem")
   >>> sorted(set(p.op.tolist())) in ([1], [2], [1, 2])
   True
   """
-  batch_size, groups = _check_common(
+  batch_size, groups = pairing_lib.check_common(
       key, batch_size, mode, pairing, groups, prob, invariant,
       cross_device, axis_name)
   height = validation.check_size(height, "height")
@@ -1125,7 +815,7 @@ def sample_cutout(
       and its global index only.
 
   Returns:
-    A `MixParams` with `method='cutout'`.
+    A `MixParams`.
 
   >>> p = sample_cutout(jax.random.key(0), 2, 32, 32, size=8)
   >>> p.op.tolist(), p.lam.tolist()
@@ -1133,7 +823,7 @@ def sample_cutout(
   """
   if invariant and mode == "batch":
     raise ValueError("invariant=True needs mode='elem' or 'pair'.")
-  batch_size, _ = _check_common(key, batch_size, mode, "flip", 1, prob)
+  batch_size, _ = pairing_lib.check_common(key, batch_size, mode, "flip", 1, prob)
   if invariant and batch_size % 2:
     raise ValueError(
         f"invariant=True needs an even (per-shard) batch, got {batch_size}.")
@@ -1212,13 +902,13 @@ def sample_resizemix(
 {common_args}
 
   Returns:
-    A `MixParams` with `method='resizemix'`.
+    A `MixParams`.
 
   >>> p = sample_resizemix(jax.random.key(0), 2, 32, 32, scale=(0.5, 0.5))
   >>> (p.box[:, 2:] - p.box[:, :2]).tolist(), p.lam.tolist()
   ([[16, 16], [16, 16]], [0.75, 0.75])
   """
-  batch_size, groups = _check_common(
+  batch_size, groups = pairing_lib.check_common(
       key, batch_size, mode, pairing, groups, prob, invariant, cross_device,
       axis_name)
   height = validation.check_size(height, "height")
@@ -1281,14 +971,14 @@ def sample_switch(
 {common_args}
 
   Returns:
-    A `MixParams` with `method='switch'` and `ops` the chosen ops.
+    A `MixParams` whose `ops` are the ops named in `probs`.
 
   >>> p = sample_switch(jax.random.key(0), 8, 32, 32, mode="elem",
   ...                   probs={"cutmix": 0.5, "cutout": 0.25, "resizemix": 0.25})
   >>> set(p.op.tolist()) <= {Op.CUTMIX, Op.CUTOUT, Op.RESIZEMIX}
   True
   """
-  batch_size, groups = _check_common(
+  batch_size, groups = pairing_lib.check_common(
       key, batch_size, mode, pairing, groups, prob, invariant, cross_device,
       axis_name)
   height = validation.check_size(height, "height")

@@ -54,3 +54,13 @@ def take_rows(x: jax.Array, index: jax.Array) -> jax.Array:
   if not is_explicit(x):
     return jnp.take(x, index, axis=0)
   return x.at[index].get(out_sharding=jax.typeof(x).sharding)
+
+
+def like_batch(values: jax.Array, x: jax.Array) -> jax.Array:
+  """Per-sample `values` `[batch, ...]` sharded along the batch like `x`, so
+  that a `vmap` over both sees one batch sharding."""
+  if not is_explicit(x):
+    return values
+  out = jax.typeof(x).sharding.update(
+      spec=P(_spec(x)[0], *([None] * (values.ndim - 1))))
+  return jax.sharding.reshard(values, out)

@@ -1,7 +1,7 @@
 """The per-draw structure of the cuboid and mask samplers.
 
 Partners, which draw each sample uses (one per batch, pair or sample) and
-whether it mixes at all come from `sampling._plan`, the structure behind
+whether it mixes at all come from `pairing.plan`, the structure behind
 `sample_cutmix`, so every sampler honours `mode`, `pairing`, `groups`,
 `prob`, `axis_name` and `invariant` the same way.
 """
@@ -11,8 +11,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
-from cutmix_jax._src import sampling
+from cutmix_jax._src import pairing as pairing_lib
+from cutmix_jax._src import prng
+from cutmix_jax._src import validation
 
 
 _ARGS_DOC = """\
@@ -33,55 +36,35 @@ def with_structure_args(fn):
 
 
 class Structure(NamedTuple):
-  """Who mixes with whom, and the keys of the sampler's own draws.
+  """Who mixes with whom, whether each sample mixes, and the draw's words.
 
   Attributes:
-    partner: int32 `[batch]`.
-    draw: int32 `[batch]`, the index of the draw each sample uses.
-    num_draws: static number of draws: 1, one per pair, or the batch size.
-    draw_keys: `[num_draws]` keys, one per draw, for the sampler's own
-      randomness; with `invariant`, draw d's key depends on the key and the
-      global draw index only.
+    plan: the `pairing.Plan`: partners, draws and the words' sub-streams.
     active: bool `[batch]`, whether the sample mixes: its draw was applied
       (`prob`) and it is not paired with itself.
-    pairing: static, the pairing used.
-    groups: static, the pairing blocks used.
+    words: uint32 `[len(rows), num_draws]`, the sampler's own rows.
   """
 
-  partner: jax.Array
-  draw: jax.Array
-  num_draws: int
-  draw_keys: jax.Array
+  plan: pairing_lib.Plan
   active: jax.Array
-  pairing: str
-  groups: int
+  words: jax.Array
 
 
-def draw_structure(key, batch_size, *, mode, pairing, groups, prob, axis_name,
-                   invariant=False):
-  """Validates the common options and draws the pairing structure."""
-  # pylint: disable=protected-access
-  batch_size, groups = sampling._check_common(
+def draw_structure(key, batch_size, *, mode, pairing, groups, prob,
+                   axis_name, invariant=False, rows=()):
+  """Validates the common options, draws the pairing structure and reads
+  the words: row 0 decides `prob`, as for every sampler, and `rows` (which
+  must not include 0) are the sampler's own, all hashed in one call."""
+  batch_size, groups = pairing_lib.check_common(
       key, batch_size, mode, pairing, groups, prob, invariant)
-  plan = sampling._plan(key, batch_size, mode=mode, pairing=pairing,
-                        groups=groups, axis_name=axis_name,
-                        invariant=invariant)
-  # pylint: enable=protected-access
-  if plan.draw_keys is None:
-    k_apply, k_draw = jax.random.split(plan.key)
-    applied = jax.random.uniform(k_apply, (plan.num_draws,)) < prob
-    draw_keys = jax.random.split(k_draw, plan.num_draws)
+  plan = pairing_lib.plan(key, batch_size, mode=mode, pairing=pairing,
+                          groups=groups, axis_name=axis_name,
+                          invariant=invariant)
+  always = validation.is_static_number(prob) and float(prob) == 1.0
+  words = plan.words(((), (0,))[not always] + tuple(rows))
+  if always:
+    applied = jnp.ones((plan.num_draws,), bool)
   else:
-    applied = jax.vmap(
-        lambda k: jax.random.uniform(jax.random.fold_in(k, 0)))(
-            plan.draw_keys) < prob
-    draw_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(plan.draw_keys)
-  return Structure(
-      partner=plan.partner,
-      draw=plan.draw,
-      num_draws=plan.num_draws,
-      draw_keys=draw_keys,
-      active=plan.per_sample(applied) & plan.has_partner,
-      pairing=plan.pairing,
-      groups=plan.groups,
-  )
+    applied, words = prng.uniform(words[0]) < prob, words[1:]
+  return Structure(plan=plan, words=words,
+                   active=plan.per_sample(applied) & plan.has_partner)

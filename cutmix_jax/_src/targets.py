@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cutmix_jax._src import apply
+from cutmix_jax._src import sampling
 from cutmix_jax._src import validation
 from cutmix_jax._src.sampling import MixParams, Op
 
@@ -87,23 +88,23 @@ def _select(params, x, layout, ignore_value):
   ops = params.possible_ops
   if ops == (Op.CUTOUT,) and ignore_value is None:
     return x
-  op, box = params.op, params.box
+  op, box, lam = sampling.honoured(params)
   if Op.CUTOUT in ops and ignore_value is None:
+    box = jnp.where((op == Op.CUTOUT)[:, None], 0, box)
     op = jnp.where(op == Op.CUTOUT, Op.NONE, op)
-    box = jnp.where((params.op == Op.CUTOUT)[:, None], 0, box)
   is_mixup = op == Op.MIXUP
   new_ops = tuple(o for o in ops if o != Op.MIXUP
                   and (o != Op.CUTOUT or ignore_value is not None))
   if Op.MIXUP in ops:
     _, height, width, _ = validation.check_images(x, layout, "tree leaf")
     # The source with the larger weight; a tie (lam == 0.5) keeps its own.
-    take_partner = is_mixup & (params.lam < 0.5) & (ignore_value is None)
+    take_partner = is_mixup & (lam < 0.5) & (ignore_value is None)
     full = jnp.array([0, 0, height, width], jnp.int32)
     box = jnp.where(take_partner[:, None], full, box)
     op = jnp.where(take_partner, Op.CUTMIX, jnp.where(is_mixup, Op.NONE, op))
     new_ops = tuple(sorted(set(new_ops) | {Op.CUTMIX}))
   selected = dataclasses.replace(
-      params, box=box, op=op.astype(jnp.int32), method="switch",
+      params, box=box, op=op.astype(jnp.int32),
       ops=tuple(int(o) for o in new_ops))
   fill = 0 if ignore_value is None else ignore_value
   out = apply.apply_params(selected, x, layout=layout, fill_value=fill,
@@ -392,8 +393,9 @@ def mix_boxes(
 
   # Areas in float32 (exact for integer corners below 2**12 per side).
   f32 = jnp.promote_types(boxes.dtype, jnp.float32)
-  cut = params.box.astype(boxes.dtype)[:, None, :]
-  op = params.op[:, None]
+  op, box, _ = sampling.honoured(params)
+  cut = box.astype(boxes.dtype)[:, None, :]
+  op = op[:, None]
   covers = (op == Op.CUTMIX) | (op == Op.CUTOUT) | (op == Op.RESIZEMIX)
 
   inside = jnp.concatenate(
@@ -425,7 +427,12 @@ def mix_boxes(
   )
   gained = jnp.where((op == Op.CUTMIX)[..., None], p_inside, p_boxes)
   if Op.RESIZEMIX in params.possible_ops:
-    resized = _resize_boxes(p_boxes, params.box, params.height, params.width)
+    if params.height is None or params.width is None:
+      raise ValueError(
+          "mix_boxes needs params.height and params.width to map partner "
+          "boxes into a ResizeMix box; params.ops allows RESIZEMIX but they "
+          f"are {(params.height, params.width)}.")
+    resized = _resize_boxes(p_boxes, box, params.height, params.width)
     is_resize = op == Op.RESIZEMIX
     gain_cut = gain_cut | (is_resize & (_area(resized) > 0))
     gained = jnp.where(is_resize[..., None], resized, gained)
