@@ -370,6 +370,13 @@ def run_one(args, method: str, seed: int, npz_path: str,
 # Summary
 
 
+def _cell(d, scale=100, digits=2) -> str:
+  """`mean ± std` of a summary entry, scaled (percent by default)."""
+  if d["std"] is None:
+    return f"{scale * d['mean']:.{digits}f}"
+  return f"{scale * d['mean']:.{digits}f} ± {scale * d['std']:.{digits}f}"
+
+
 def _mean_std(values: list[float]) -> tuple[float, Optional[float]]:
   v = np.asarray(values, np.float64)
   return float(v.mean()), (float(v.std(ddof=1)) if len(v) > 1 else None)
@@ -434,10 +441,6 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
   with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(summary, f, indent=1)
 
-  def cell(d):
-    return (f"{100 * d['mean']:.2f}" if d["std"] is None
-            else f"{100 * d['mean']:.2f} ± {100 * d['std']:.2f}")
-
   fill = ("the training mean colour (zero in the network's normalised input)"
           if s["fill"] == "mean" else "black (raw 0)")
   lines = [
@@ -453,7 +456,7 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
   for m, row in table.items():
     lines.append(f"| {LABELS[m]} | {len(row['seeds'])} | "
                  f"{row['prob'] if m != 'none' else '–'} | "
-                 + " | ".join(cell(row[c]) for c in CONDITIONS) + " |")
+                 + " | ".join(_cell(row[c]) for c in CONDITIONS) + " |")
   lines += _analysis_lines(table, paired, summary["gate"])
   subset = s["train_subset"] or "all 50,000"
   lines += [
@@ -548,27 +551,21 @@ def _analysis_lines(table, paired, gate) -> list[str]:
   """Markdown for kept fractions, final losses and the paired comparisons."""
   occluded = CONDITIONS[1:]
 
-  def cell(d, scale=100, digits=2):
-    if d["std"] is None:
-      return f"{scale * d['mean']:.{digits}f}"
-    return (f"{scale * d['mean']:.{digits}f} ± "
-            f"{scale * d['std']:.{digits}f}")
-
   lines = ["", "Fraction of clean accuracy kept under occlusion (%, occluded / "
            "clean per run, then mean ± std):", "",
            "| method | " + " | ".join(CONDITION_TITLES[c] for c in occluded)
            + " |", "|---|" + "---|" * len(occluded)]
   for m, row in table.items():
     lines.append(f"| {LABELS[m]} | "
-                 + " | ".join(cell(row["kept"][c]) for c in occluded) + " |")
+                 + " | ".join(_cell(row["kept"][c]) for c in occluded) + " |")
   if all("train_loss" in row for row in table.values()):
     lines += ["", "Final losses (mean ± std): the training loss is the last "
               "epoch's mean over its (augmented, for mixing methods: mixed) "
               "batches.", "", "| method | train loss | test loss |",
               "|---|---|---|"]
     for m, row in table.items():
-      lines.append(f"| {LABELS[m]} | {cell(row['train_loss'], 1, 3)} | "
-                   f"{cell(row['test_loss'], 1, 3)} |")
+      lines.append(f"| {LABELS[m]} | {_cell(row['train_loss'], 1, 3)} | "
+                   f"{_cell(row['test_loss'], 1, 3)} |")
   if gate is not None:
     lines += ["", f"Overfitting gate (baseline test loss ≥ 2 × train loss): "
               f"ratio {gate['test_over_train_loss']:.2f}, "
