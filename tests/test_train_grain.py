@@ -1,10 +1,11 @@
 """The Grain loader for image folders: order, sharding, eval and resume, on
 a small generated folder of JPEGs and PNGs of mixed sizes."""
 
+import dataclasses
 import functools
 import json
 import os
-import subprocess
+import shutil
 import sys
 
 import jax
@@ -100,16 +101,44 @@ def test_eval_counts_each_test_image_once(files):
                                 np.arange(len(files.test_paths)))
 
 
-def test_resume_continues_the_same_batches_and_crops(files):
-  run = functools.partial(grain_data.train_batches, files, SIZE, True, 8, 0,
-                          workers=0)
-  straight = list(run(0, 7))
-  resumed = list(run(4, 7))
-  for (a, b), (c, d) in zip(straight[4:], resumed):
-    np.testing.assert_array_equal(a, c)
-    np.testing.assert_array_equal(b, d)
+def test_a_stream_resumes_from_its_saved_state_only(files):
+  make = functools.partial(grain_data.train_stream, files, SIZE, True, 8, 0,
+                           7, workers=0)
+  stream, straight = make(), []
+  for batch in stream.batches(7, lambda x: x):
+    straight.append(batch)
+    if stream.step == 4:  # two batches beyond it are already read
+      state = stream.get_state()
+  # The step-0 augmentation grid reads the same batches without a stream.
+  for a, b in zip(straight[:2], grain_data.train_batches(files, SIZE, True, 8,
+                                                         0, 0, 2, workers=0)):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+  resumed = make()
+  resumed.set_state(state)
+  assert resumed.check(4, "ckpt/4") == []
+  batches = list(resumed.batches(7, lambda x: x))
+  assert len(batches) == 3 and resumed.step == 7
+  jax.tree.map(np.testing.assert_array_equal, batches, straight[4:])
   # Crops differ between steps (not one fixed crop per image).
   assert not np.array_equal(straight[0][0], straight[3][0])
+
+  # A state of another step, or of another worker count, is refused.
+  other = make(workers=2)
+  other.set_state(state)
+  problems = other.check(5, "ckpt/5")
+  assert problems[0] == "the loader state is that of step 4"
+  assert "1 process(es) with --workers 0" in problems[1]
+  # A Grain state that continues elsewhere stops at the first batch.
+  saved = json.loads(state)
+  assert saved["iterator"] == {"next_index": 4}  # Grain's own state
+  wrong = make()
+  wrong.set_state(json.dumps(dict(saved, iterator={"next_index": 5}))
+                  .encode())
+  assert wrong.check(4, "ckpt/4") == []
+  with pytest.raises(data.DataError,
+                     match="restored from checkpoint ckpt/4 continues at "
+                     "step 5, not 4"):
+    next(wrong.batches(7, lambda x: x))
 
 
 def test_worker_processes_give_the_same_batches(files):
@@ -158,6 +187,29 @@ def test_a_grain_run_resumes_exactly(files, tmp_path, fast_compile):
                                                                  True)
   stopped = config.Config(**dict(vars(cfg), workdir=str(tmp_path / "resumed")))
   train.train_and_evaluate(stopped, stop_after=4)
+  # The checkpoint holds Grain's iterator state, as Grain's handler writes it.
+  loader = os.path.join(stopped.workdir, "checkpoints", "4", "loader",
+                        "process_0-of-1.json")
+  with open(loader) as f:
+    saved = json.load(f)
+  assert saved == dict(step=4, processes=1, workers=0,
+                       iterator={"next_index": 4})
+
+  # A loader state that does not fit stops the run, naming the checkpoint:
+  # one of another step, and one whose Grain state continues elsewhere (as
+  # would a run that ignored the saved state and read from step 0).
+  for bad, error, match in (
+      (dict(saved, step=3), train.TrainError, "that of step 3"),
+      (dict(saved, iterator=None), data.DataError, "at step 0, not 4")):
+    broken = tmp_path / f"broken{bad['step']}"
+    shutil.copytree(stopped.workdir, broken)
+    with open(broken / os.path.relpath(loader, stopped.workdir), "w") as f:
+      json.dump(bad, f)
+    with pytest.raises(error, match=match) as e:
+      train.train_and_evaluate(dataclasses.replace(stopped,
+                                                   workdir=str(broken)))
+    assert os.path.join(str(broken), "checkpoints", "4") in str(e.value)
+
   resumed = train.train_and_evaluate(stopped)
   jax.tree.map(np.testing.assert_array_equal, straight["state"],
                resumed["state"])
