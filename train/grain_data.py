@@ -40,6 +40,8 @@ CROP_SCALE = (0.08, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
 # Eval: resize the shorter side to size / 0.875 (256 for 224), centre crop.
 EVAL_CROP_FRACTION = 0.875
+# Decoding threads without worker processes (--workers 0, one-off reads).
+THREADS = 4
 
 
 def _open_rgb(path: str):
@@ -141,9 +143,10 @@ class _EvalElement:
 
 
 def _iterate(ds: grain.MapDataset, workers: int) -> Iterator:
-  """Decodes in `workers` processes (0: threads of this one), prefetching."""
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, 2 * workers),
-                                            prefetch_buffer_size=64))
+  """Decodes in `workers` processes (0: in `THREADS` threads of this one;
+  PIL releases the GIL), prefetching."""
+  it = ds.to_iter_dataset(grain.ReadOptions(
+      num_threads=2 * workers or THREADS, prefetch_buffer_size=64))
   if workers:
     # Grain 0.2.18 reads an absl flag in mp_prefetch and fails unless flags
     # were parsed, which a plain script never does (google/grain#1355).
@@ -321,14 +324,19 @@ def decoded_bytes(files: data.ImageFiles) -> int:
 
 def source(files: data.ImageFiles, size: int, flip: bool,
            workers: int) -> data.Source:
-  """A `data.Source` reading `files` with Grain: crops of `size` x `size`."""
-  mean, std = channel_stats(files, size, workers=workers)
+  """A `data.Source` reading `files` with Grain: crops of `size` x `size`.
+
+  The one-off reads (the statistics, and the first batch that the trainer
+  draws augmented) decode in threads: starting worker processes, each
+  importing JAX, would take seconds longer than they save.
+  """
+  mean, std = channel_stats(files, size, workers=0)
   return data.Source(
       len(files.train_paths), len(files.test_paths), files.class_names,
       (size, size, 3), mean, std,
       lambda batch_size, seed, start, stop, rows: train_batches(
           files, size, flip, batch_size, seed, start, stop, rows=rows,
-          workers=workers),
+          workers=0),
       lambda batch_size, rows: eval_batches(files, size, batch_size,
                                             rows=rows, workers=workers),
       "grain",
