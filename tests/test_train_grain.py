@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+import time
 
 import jax
 import numpy as np
@@ -271,3 +272,55 @@ def test_two_processes_read_disjoint_shards_with_grain_workers(files,
                          for p in parts])
   np.testing.assert_array_equal(np.sort(seen) - n,
                                 np.arange(len(files.test_paths)))
+
+
+def test_two_processes_killed_with_sigkill_resume_the_same_run(files,
+                                                                tmp_path):
+  """kill -9 of a 2 x 4 Grain run, then the same command: it resumes from
+  its last checkpoint and the loader state in it, and ends bit for bit where
+  an uninterrupted 2 x 4 run does."""
+  from test_train_multiprocess import _child_env, _free_port, _launch, _restore  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      files.train_paths[0])))
+  # 3 steps per epoch, a checkpoint each; one evaluation, at the end (each
+  # evaluation starts a Grain worker). The final evaluation alone outlasts
+  # the polling interval, so the kill comes before the end.
+  total = 12
+  args = ["--dataset", "imagefolder", "--data-dir", root, "--loader", "grain",
+          "--image-size", str(SIZE), "--workers", "1", "--model", "tiny",
+          "--width", "4", "--epochs", "4", "--batch-size", "8",
+          "--eval-batch-size", "8", "--eval-every", "4", "--ckpt-every", "3",
+          "--ckpt-minutes", "0", "--no-progress"]
+
+  def launch(tag, names, **kwargs):
+    cmds, envs, logs = [], [], []
+    for name in names:
+      port = _free_port()
+      for p in (0, 1):
+        cmds.append([sys.executable, "-m", "train", *args,
+                     "--workdir", str(tmp_path / name)])
+        envs.append(_child_env(
+            tmp_path, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+            JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(p)))
+        logs.append(tmp_path / f"{tag}-{name}{p}.log")
+    start = time.time()
+    outputs = _launch(cmds, envs, logs, timeout=240, **kwargs)
+    print(f"{tag} launch: {time.time() - start:.0f} s")
+    return outputs
+
+  ckpts = tmp_path / "killed" / "checkpoints"
+  saved = lambda: [int(d) for d in os.listdir(ckpts) if d.isdigit()] if (
+      ckpts.exists()) else []
+  launch("first", ["killed"], kill_when=lambda: bool(saved()))
+  at_kill = max(saved())
+  assert at_kill < total
+  # The rerun (with the killed run's compiled steps from the cache) and the
+  # uninterrupted reference.
+  resumed, _, straight, _ = launch("second", ["killed", "straight"])
+  start = int(resumed.split("Resuming from step ")[1].split()[0])
+  # At most one checkpoint interval is lost.
+  assert at_kill <= start < total and start % 3 == 0
+  assert f"Done: step {total}" in resumed and f"Done: step {total}" in straight
+  jax.tree.map(np.testing.assert_array_equal,
+               _restore(str(tmp_path / "killed"), total),
+               _restore(str(tmp_path / "straight"), total))

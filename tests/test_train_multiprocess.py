@@ -196,9 +196,15 @@ def _child_env(tmp_path, **extra):
   return env
 
 
-def _launch(cmds, envs, logs, timeout):
-  """Runs the processes; kills all of them on a timeout or any failure."""
+def _launch(cmds, envs, logs, timeout, kill_when=None):
+  """Runs the processes; kills all of them on a timeout or any failure.
+
+  With `kill_when`, a condition polled while they run: once it holds, every
+  process (with its children, Grain's workers) gets SIGKILL, as from
+  `kill -9`, and each must still have been running then.
+  """
   procs = []
+  killed = False
   try:
     for cmd, env, log in zip(cmds, envs, logs):
       with open(log, "w") as out:
@@ -210,7 +216,10 @@ def _launch(cmds, envs, logs, timeout):
       codes = [p.poll() for p in procs]
       if any(c not in (None, 0) for c in codes) or all(c == 0 for c in codes):
         break
-      time.sleep(0.2)
+      if kill_when is not None and kill_when():
+        killed = True
+        break
+      time.sleep(0.05 if kill_when else 0.2)
   finally:
     for p in procs:
       if p.poll() is None:
@@ -219,8 +228,9 @@ def _launch(cmds, envs, logs, timeout):
       p.wait()
   outputs = [open(log).read() for log in logs]
   for p, out in zip(procs, outputs):
-    assert p.returncode == 0, f"exit {p.returncode} (-9: timed out)\n" + (
-        out[-3000:])
+    expected = -signal.SIGKILL if killed else 0
+    assert p.returncode == expected, (
+        f"exit {p.returncode} (-9: timed out or killed)\n" + out[-3000:])
   return outputs
 
 
