@@ -191,7 +191,7 @@ def _child_env(tmp_path, **extra):
       JAX_PLATFORMS="cpu",
       # Faster compiles; the in-process check below uses the same setting.
       JAX_DISABLE_MOST_OPTIMIZATIONS="1",
-      # The second launch reuses the first one's compiled steps.
+      # A later launch reuses an earlier one's compiled steps.
       JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   env.update(extra)
