@@ -32,7 +32,16 @@ def test_a_checkpoint_of_another_structure_stops_naming_what_differs(
   assert "w: saved (3,) float64, expected (4,) float64" in message
 
 
-def test_a_mismatched_checkpoint_keeps_the_run_and_its_metrics(tmp_path):
+@pytest.fixture
+def fast_compile():
+  """Skips most XLA optimisations: the run stops before its first step."""
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", False)
+
+
+def test_a_mismatched_checkpoint_keeps_the_run_and_its_metrics(tmp_path,
+                                                               fast_compile):
   """A run whose state no longer fits its checkpoint (say, after an optax
   upgrade) must stop, not start again from step 0 and empty its metrics."""
   cfg = config.Config(workdir=str(tmp_path), model="tiny", epochs=1,

@@ -1,11 +1,13 @@
 """The Grain loader for image folders: order, sharding, eval and resume, on
 a small generated folder of JPEGs and PNGs of mixed sizes."""
 
+import dataclasses
 import functools
 import json
 import os
-import subprocess
+import shutil
 import sys
+import time
 
 import jax
 import numpy as np
@@ -100,16 +102,44 @@ def test_eval_counts_each_test_image_once(files):
                                 np.arange(len(files.test_paths)))
 
 
-def test_resume_continues_the_same_batches_and_crops(files):
-  run = functools.partial(grain_data.train_batches, files, SIZE, True, 8, 0,
-                          workers=0)
-  straight = list(run(0, 7))
-  resumed = list(run(4, 7))
-  for (a, b), (c, d) in zip(straight[4:], resumed):
-    np.testing.assert_array_equal(a, c)
-    np.testing.assert_array_equal(b, d)
+def test_a_stream_resumes_from_its_saved_state_only(files):
+  make = functools.partial(grain_data.train_stream, files, SIZE, True, 8, 0,
+                           7, workers=0)
+  stream, straight = make(), []
+  for batch in stream.batches(7, lambda x: x):
+    straight.append(batch)
+    if stream.step == 4:  # two batches beyond it are already read
+      state = stream.get_state()
+  # The step-0 augmentation grid reads the same batches without a stream.
+  for a, b in zip(straight[:2], grain_data.train_batches(files, SIZE, True, 8,
+                                                         0, 0, 2, workers=0)):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+  resumed = make()
+  resumed.set_state(state)
+  assert resumed.check(4, "ckpt/4") == []
+  batches = list(resumed.batches(7, lambda x: x))
+  assert len(batches) == 3 and resumed.step == 7
+  jax.tree.map(np.testing.assert_array_equal, batches, straight[4:])
   # Crops differ between steps (not one fixed crop per image).
   assert not np.array_equal(straight[0][0], straight[3][0])
+
+  # A state of another step, or of another worker count, is refused.
+  other = make(workers=2)
+  other.set_state(state)
+  problems = other.check(5, "ckpt/5")
+  assert problems[0] == "the loader state is that of step 4"
+  assert "1 process(es) with --workers 0" in problems[1]
+  # A Grain state that continues elsewhere stops at the first batch.
+  saved = json.loads(state)
+  assert saved["iterator"] == {"next_index": 4}  # Grain's own state
+  wrong = make()
+  wrong.set_state(json.dumps(dict(saved, iterator={"next_index": 5}))
+                  .encode())
+  assert wrong.check(4, "ckpt/4") == []
+  with pytest.raises(data.DataError,
+                     match="restored from checkpoint ckpt/4 continues at "
+                     "step 5, not 4"):
+    next(wrong.batches(7, lambda x: x))
 
 
 def test_worker_processes_give_the_same_batches(files):
@@ -142,26 +172,46 @@ def fast_compile():
   jax.config.update("jax_disable_most_optimizations", False)
 
 
-def test_a_grain_run_resumes_exactly(files, tmp_path, fast_compile):
+def test_a_grain_checkpoint_holds_the_loader_state(files, tmp_path,
+                                                   fast_compile):
+  """What a Grain run saves, and how a wrong loader state stops a resume.
+  (A resumed run equals an uninterrupted one: the kill -9 test below.)"""
   root = os.path.dirname(os.path.dirname(os.path.dirname(
       files.train_paths[0])))
   cfg = config.Config(dataset="imagefolder", data_dir=root, loader="grain",
                       image_size=SIZE, workers=0, model="tiny", epochs=2,
                       batch_size=8, eval_batch_size=8, progress=False,
-                      workdir=str(tmp_path / "straight"))
-  straight = train.train_and_evaluate(cfg)
-  assert straight["step"] == 6
+                      workdir=str(tmp_path / "run"))
+  assert train.train_and_evaluate(cfg, stop_after=4)["step"] == 4
   with open(os.path.join(cfg.workdir, "config.json")) as f:
     saved = json.load(f)
   # Crops and flips happen in the workers, not again in the step.
   assert (saved["loader"], saved["crop_pad"], saved["flip"]) == ("grain", 0,
                                                                  True)
-  stopped = config.Config(**dict(vars(cfg), workdir=str(tmp_path / "resumed")))
-  train.train_and_evaluate(stopped, stop_after=4)
-  resumed = train.train_and_evaluate(stopped)
-  jax.tree.map(np.testing.assert_array_equal, straight["state"],
-               resumed["state"])
-  assert resumed["test_accuracy"] == straight["test_accuracy"]
+  # One checkpoint per epoch at most every 10 minutes (the default): the
+  # end of epoch 1 (step 3) is skipped, the stop is saved.
+  assert os.listdir(os.path.join(cfg.workdir, "checkpoints")) == ["4"]
+  # The checkpoint holds Grain's iterator state, as Grain's handler writes it.
+  loader = os.path.join(cfg.workdir, "checkpoints", "4", "loader",
+                        "process_0-of-1.json")
+  with open(loader) as f:
+    saved = json.load(f)
+  assert saved == dict(step=4, processes=1, workers=0,
+                       iterator={"next_index": 4})
+
+  # A loader state that does not fit stops the run, naming the checkpoint:
+  # one of another step, and one whose Grain state continues elsewhere (as
+  # would a run that ignored the saved state and read from step 0).
+  for bad, error, match in (
+      (dict(saved, step=3), train.TrainError, "that of step 3"),
+      (dict(saved, iterator=None), data.DataError, "at step 0, not 4")):
+    broken = tmp_path / f"broken{bad['step']}"
+    shutil.copytree(cfg.workdir, broken)
+    with open(broken / os.path.relpath(loader, cfg.workdir), "w") as f:
+      json.dump(bad, f)
+    with pytest.raises(error, match=match) as e:
+      train.train_and_evaluate(dataclasses.replace(cfg, workdir=str(broken)))
+    assert os.path.join(str(broken), "checkpoints", "4") in str(e.value)
 
 
 # Each of 2 processes x 4 devices reads its rows with Grain worker processes
@@ -219,3 +269,60 @@ def test_two_processes_read_disjoint_shards_with_grain_workers(files,
                          for p in parts])
   np.testing.assert_array_equal(np.sort(seen) - n,
                                 np.arange(len(files.test_paths)))
+
+
+def test_two_processes_killed_with_sigkill_resume_the_same_run(files,
+                                                                tmp_path):
+  """kill -9 of a 2 x 4 Grain run, then the same command: it resumes from
+  its last checkpoint and the loader state in it, and ends bit for bit where
+  an uninterrupted 2 x 4 run does."""
+  from test_train_multiprocess import _child_env, _free_port, _launch, _restore  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      files.train_paths[0])))
+  # 3 steps per epoch, a checkpoint each; one evaluation, at the end (each
+  # evaluation starts a Grain worker). The final evaluation alone outlasts
+  # the polling interval, so the kill comes before the end.
+  total = 12
+  args = ["--dataset", "imagefolder", "--data-dir", root, "--loader", "grain",
+          "--image-size", str(SIZE), "--workers", "1", "--model", "tiny",
+          "--width", "4", "--epochs", "4", "--batch-size", "8",
+          "--eval-batch-size", "8", "--eval-every", "4", "--ckpt-every", "3",
+          "--ckpt-minutes", "0", "--no-progress"]
+
+  def launch(tag, names, **kwargs):
+    cmds, envs, logs = [], [], []
+    for name in names:
+      port = _free_port()
+      for p in (0, 1):
+        cmds.append([sys.executable, "-m", "train", *args,
+                     "--workdir", str(tmp_path / name)])
+        envs.append(_child_env(
+            tmp_path, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+            JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(p)))
+        logs.append(tmp_path / f"{tag}-{name}{p}.log")
+    start = time.time()
+    outputs = _launch(cmds, envs, logs, timeout=240, **kwargs)
+    print(f"{tag} launch: {time.time() - start:.0f} s")
+    return outputs
+
+  ckpts = tmp_path / "killed" / "checkpoints"
+  saved = lambda: [int(d) for d in os.listdir(ckpts) if d.isdigit()] if (
+      ckpts.exists()) else []
+  launch("first", ["killed"], kill_when=lambda: bool(saved()))
+  at_kill = max(saved())
+  assert at_kill < total
+  # The rerun (with the killed run's compiled steps from the cache) and the
+  # uninterrupted reference.
+  resumed, _, straight, _ = launch("second", ["killed", "straight"])
+  start = int(resumed.split("Resuming from step ")[1].split()[0])
+  # At most one checkpoint interval is lost.
+  assert at_kill <= start < total and start % 3 == 0
+  assert f"Done: step {total}" in resumed and f"Done: step {total}" in straight
+  jax.tree.map(np.testing.assert_array_equal,
+               _restore(str(tmp_path / "killed"), total),
+               _restore(str(tmp_path / "straight"), total))
+  # Grain's state is per process: another process count is refused.
+  with pytest.raises(train.TrainError, match="loader state of process_0-of-2"
+                     ".json, process_1-of-2.json, not process_0-of-1.json"):
+    train.train_and_evaluate(config.parse_args(
+        args + ["--workdir", str(tmp_path / "straight")]))

@@ -2,9 +2,11 @@
 on 127.0.0.1 against 1 process x 8 devices.
 
 The slicing tests are pure and fast (this process's 8 devices, split into two
-pretend processes). The end-to-end test launches two processes twice (a run
-stopped mid-epoch, then `python -m train` resuming it) and compares them bit
-for bit with a single-process 8-device run of the same config.
+pretend processes). The end-to-end test launches two processes, one set up by
+flags and one by environment variables, compares their run bit for bit with a
+single-process 8-device run of the same config, and resumes its mid-epoch
+checkpoint in this process. (Two processes killed and resumed: the kill -9
+test in test_train_grain.)
 """
 
 import contextlib
@@ -36,14 +38,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # of 128, the last one padded. Per-sample CutMix/MixUp draws, crops and flips.
 RUN_ARGS = ["--model", "tiny", "--epochs", "2", "--batch-size", "480",
             "--eval-batch-size", "128", "--warmup-epochs", "0",
-            "--ckpt-every", "2", "--ckpt-minutes", "0", "--aug", "mix",
+            "--ckpt-every", "3", "--ckpt-minutes", "0", "--aug", "mix",
             "--mode", "elem",
             "--prob", "1.0", "--flip", "--no-progress"]
-STOP_AFTER = 3  # mid-epoch 2
+RESUME_AT = 3  # a checkpoint mid-epoch 2
 AUG_STEP = 1  # the step whose augmented batch the workers save
 
-# The first launch: stops after STOP_AFTER steps as if interrupted, and first
-# saves its process-local rows of step AUG_STEP's augmented batch.
+# Each of the two processes saves its process-local rows of step AUG_STEP's
+# augmented batch, then trains.
 _WORKER = """
 import dataclasses, functools, sys
 import jax, numpy as np
@@ -65,8 +67,8 @@ key = jax.jit(lambda: jax.random.fold_in(jax.random.key(cfg.seed), {step}),
 images, targets = aug(key, par.put_batch(x), par.put_batch(y))
 np.savez(sys.argv[1], rows=rows, images=par.local_rows_of(images),
          targets=par.local_rows_of(targets))
-train.train_and_evaluate(cfg, stop_after={stop})
-""".format(step=AUG_STEP, stop=STOP_AFTER)
+train.train_and_evaluate(cfg)
+""".format(step=AUG_STEP)
 
 
 # ---------------------------------------------------------------------------
@@ -189,16 +191,22 @@ def _child_env(tmp_path, **extra):
       JAX_PLATFORMS="cpu",
       # Faster compiles; the in-process check below uses the same setting.
       JAX_DISABLE_MOST_OPTIMIZATIONS="1",
-      # The second launch reuses the first one's compiled steps.
+      # A later launch reuses an earlier one's compiled steps.
       JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   env.update(extra)
   return env
 
 
-def _launch(cmds, envs, logs, timeout):
-  """Runs the processes; kills all of them on a timeout or any failure."""
+def _launch(cmds, envs, logs, timeout, kill_when=None):
+  """Runs the processes; kills all of them on a timeout or any failure.
+
+  With `kill_when`, a condition polled while they run: once it holds, every
+  process (with its children, Grain's workers) gets SIGKILL, as from
+  `kill -9`, and each must still have been running then.
+  """
   procs = []
+  killed = False
   try:
     for cmd, env, log in zip(cmds, envs, logs):
       with open(log, "w") as out:
@@ -210,7 +218,10 @@ def _launch(cmds, envs, logs, timeout):
       codes = [p.poll() for p in procs]
       if any(c not in (None, 0) for c in codes) or all(c == 0 for c in codes):
         break
-      time.sleep(0.2)
+      if kill_when is not None and kill_when():
+        killed = True
+        break
+      time.sleep(0.05 if kill_when else 0.2)
   finally:
     for p in procs:
       if p.poll() is None:
@@ -219,8 +230,9 @@ def _launch(cmds, envs, logs, timeout):
       p.wait()
   outputs = [open(log).read() for log in logs]
   for p, out in zip(procs, outputs):
-    assert p.returncode == 0, f"exit {p.returncode} (-9: timed out)\n" + (
-        out[-3000:])
+    expected = -signal.SIGKILL if killed else 0
+    assert p.returncode == expected, (
+        f"exit {p.returncode} (-9: timed out or killed)\n" + out[-3000:])
   return outputs
 
 
@@ -255,46 +267,30 @@ def test_two_processes_match_one_process_and_resume(tmp_path):
   assert jax.device_count() == 8 and jax.process_count() == 1
   workdir, ref_dir = str(tmp_path / "two"), str(tmp_path / "one")
 
-  # First launch: two processes with explicit flags stop mid-epoch with a
-  # checkpoint; alongside, the 1 x 8 reference runs straight through.
+  # Two processes, one set up by flags and one by environment variables
+  # (flags win, so either works), and alongside, the 1 x 8 reference.
   port, ref_port = _free_port(), _free_port()
   cmds = [[sys.executable, "-c", _WORKER, str(tmp_path / f"aug{p}.npz")]
-          + RUN_ARGS + ["--workdir", workdir,
-                        "--coordinator-address", f"127.0.0.1:{port}",
-                        "--num-processes", "2", "--process-id", str(p)]
-          for p in (0, 1)]
+          + RUN_ARGS + ["--workdir", workdir] for p in (0, 1)]
+  cmds[0] += ["--coordinator-address", f"127.0.0.1:{port}",
+              "--num-processes", "2", "--process-id", "0"]
   cmds.append([sys.executable, "-m", "train"] + RUN_ARGS + [
       "--workdir", ref_dir, "--distributed",
       "--coordinator-address", f"127.0.0.1:{ref_port}",
       "--num-processes", "1", "--process-id", "0"])
-  envs = [_child_env(tmp_path)] * 2 + [_child_env(
-      tmp_path, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-      JAX_COMPILATION_CACHE_DIR=str(tmp_path / "ref_cache"))]
+  envs = [_child_env(tmp_path), _child_env(
+      tmp_path, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+      JAX_NUM_PROCESSES="2", JAX_PROCESS_ID="1"), _child_env(
+          tmp_path, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+          JAX_COMPILATION_CACHE_DIR=str(tmp_path / "ref_cache"))]
   start = time.time()
-  first = _launch(cmds, envs, [tmp_path / f"first{p}.log" for p in (0, 1, 2)],
-                  timeout=240)
-  first_s = time.time() - start
-  assert "epoch   1" in first[0] and "epoch   1" not in first[1]
-  assert "Done: step 4" in first[2]
-  # Kept for a resume by a plain single-process run, below.
-  shutil.copytree(workdir, str(tmp_path / "one_resumes_two"))
-
-  # Second launch: `python -m train`, configured by environment variables,
-  # resumes from the shared workdir and finishes.
-  port = _free_port()
-  cmds = [[sys.executable, "-m", "train"] + RUN_ARGS + ["--workdir", workdir]
-          for _ in (0, 1)]
-  envs = [_child_env(tmp_path, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-                     JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(p))
-          for p in (0, 1)]
-  start = time.time()
-  second = _launch(cmds, envs, [tmp_path / f"second{p}.log" for p in (0, 1)],
-                   timeout=180)
-  second_s = time.time() - start
-  assert f"Resuming from step {STOP_AFTER} of 4" in second[0]
-  assert "Done: step 4" in second[0]
-  assert "Resuming" not in second[1] and "Done" not in second[1]
-  print(f"launches: {first_s:.0f} s and {second_s:.0f} s")
+  logs = _launch(cmds, envs, [tmp_path / f"run{p}.log" for p in (0, 1, 2)],
+                 timeout=240)
+  print(f"launch: {time.time() - start:.0f} s")
+  # Only process 0 prints.
+  assert "epoch   1" in logs[0] and "epoch   1" not in logs[1]
+  assert "Done: step 4" in logs[0] and "Done" not in logs[1]
+  assert "Done: step 4" in logs[2]
 
   # The augmented global batch of a step equals this process's (plain,
   # 8-device) augmentation bit for bit, and the processes' rows are exactly
@@ -323,23 +319,23 @@ def test_two_processes_match_one_process_and_resume(tmp_path):
   # test loss and accuracy over all 359 test samples (each counted once, or
   # the run's own check fails), bit for bit.
   two, one = _records(workdir), _records(ref_dir)
-  assert [r["epoch"] for r in two] == [r["epoch"] for r in one] == [1, 2]
-  assert two[0] == one[0]
-  # A resumed epoch's train loss averages only the steps run after the
-  # resume (step 4 of 3-4 here), in one process as in two: not compared.
-  del two[1]["train_loss"], one[1]["train_loss"]
-  assert two[1] == one[1]
+  assert [r["epoch"] for r in two] == [1, 2]
+  assert two == one
 
   # The final state, from each run's last checkpoint.
   state, ref = _restore(workdir, 4), _restore(ref_dir, 4)
   assert jax.tree.structure(state) == jax.tree.structure(ref)
   jax.tree.map(np.testing.assert_array_equal, state, ref)
 
-  # Another process count: the 2 x 4 checkpoint of step 3, resumed by a plain
-  # 1 x 8 run in this process (XLA's in-process collectives), ends within
-  # float32 rounding of the 2 x 4 run.
+  # Another process count: the 2 x 4 checkpoint of step 3 (the later one
+  # removed), resumed by a plain 1 x 8 run in this process (XLA's in-process
+  # collectives), ends within float32 rounding of the 2 x 4 run.
   resume_cfg = dataclasses.replace(config.parse_args(RUN_ARGS),
                                    workdir=str(tmp_path / "one_resumes_two"))
+  shutil.copytree(workdir, resume_cfg.workdir)
+  shutil.rmtree(os.path.join(resume_cfg.workdir, "checkpoints", "4"))
+  assert os.listdir(os.path.join(resume_cfg.workdir, "checkpoints")) == [
+      str(RESUME_AT)]
   jax.config.update("jax_disable_most_optimizations", True)  # as the children
   try:
     resumed = train.train_and_evaluate(resume_cfg)

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +29,11 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
   # One test, not three sharing a fixture, so that `pytest -n 2` cannot
   # split them over workers and train the straight run twice.
   workdir = str(tmp_path / "straight")
-  straight = train.train_and_evaluate(config.Config(workdir=workdir, **RUN))
+  # It saves every 50 steps (not per epoch, 10 minutes apart, the default
+  # that test_train_grain checks) and keeps 4, for the resume below.
+  ckpt = dict(ckpt_every=50, ckpt_minutes=0, ckpt_keep=4)
+  straight = train.train_and_evaluate(config.Config(workdir=workdir, **ckpt,
+                                                    **RUN))
   assert straight["step"] == TOTAL_STEPS
   # Measured 0.964 (346/359) on 8 CPU devices, reproducibly; the bar leaves
   # five samples for other platforms.
@@ -38,16 +43,19 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
   assert [r["epoch"] for r in records] == list(range(1, 6))
   for name in ("curves.png", "augmented_batch.png", "config.json"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0
-  # One per epoch at most 10 minutes apart: a 5-epoch run saves at the end.
-  assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(TOTAL_STEPS)]
+  assert sorted(int(p) for p in os.listdir(
+      os.path.join(workdir, "checkpoints"))) == [100, 150, 200, TOTAL_STEPS]
 
-  # A run stopped mid-epoch and resumed ends where the straight run did. It
-  # evaluates every second epoch, which must not change the training.
-  # It also saves every 20 steps and keeps the last 3.
-  cfg = config.Config(workdir=str(tmp_path / "resumed"), eval_every=2,
-                      ckpt_every=20, ckpt_minutes=0, ckpt_keep=3, **RUN)
-  half = TOTAL_STEPS // 2 + 3  # mid-epoch, to exercise the data order
-  assert train.train_and_evaluate(cfg, stop_after=half)["step"] == half
+  # The run with its two newest checkpoints lost (as if killed while
+  # saving them): it resumes from step 150, mid-epoch 4, recomputes the
+  # records after it, trains only the last 70 steps and ends where the
+  # straight run did. It evaluates every third epoch, which must not change
+  # the training.
+  cfg = config.Config(workdir=str(tmp_path / "resumed"), eval_every=3,
+                      **ckpt, **RUN)
+  shutil.copytree(workdir, cfg.workdir)
+  for step in (200, TOTAL_STEPS):
+    shutil.rmtree(os.path.join(cfg.workdir, "checkpoints", str(step)))
   resumed = train.train_and_evaluate(cfg)
   assert resumed["step"] == TOTAL_STEPS
   # Same data order and keys, and XLA on CPU is deterministic for a fixed
@@ -56,12 +64,14 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
                resumed["state"])
   assert resumed["test_accuracy"] == straight["test_accuracy"]
   assert sorted(int(p) for p in os.listdir(
-      os.path.join(cfg.workdir, "checkpoints"))) == [180, 200, TOTAL_STEPS]
+      os.path.join(cfg.workdir, "checkpoints"))) == [100, 150, 200,
+                                                     TOTAL_STEPS]
   with open(os.path.join(cfg.workdir, "metrics.jsonl")) as f:
     records = [json.loads(line) for line in f]
   # No duplicate records after resuming; the last epoch is always evaluated.
   assert [r["epoch"] for r in records] == list(range(1, 6))
-  assert [r["epoch"] for r in records if "test_accuracy" in r] == [2, 4, 5]
+  assert [r["epoch"] for r in records if "test_accuracy" in r] == [1, 2, 3,
+                                                                   5]
 
   # Other settings in the same workdir are refused, not silently mixed.
   changed = config.Config(workdir=workdir, **dict(RUN, lr=0.05))
@@ -85,27 +95,34 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, fast_compile):
 
 
 def test_pmap_run_checkpoints_and_resumes(tmp_path, fast_compile):
-  cfg = config.Config(workdir=str(tmp_path / "resumed"), model="tiny",
+  cfg = config.Config(workdir=str(tmp_path / "straight"), model="tiny",
                       epochs=1, batch_size=64, parallel="pmap",
+                      ckpt_every=9, ckpt_minutes=0, ckpt_keep=3,
                       progress=False)
-  assert train.train_and_evaluate(cfg, stop_after=9)["step"] == 9
-  result = train.train_and_evaluate(cfg)
+  straight = train.train_and_evaluate(cfg)
+  assert straight["step"] == 1438 // 64
+  # A pmap run resumed from step 9 (the straight run's checkpoint, the later
+  # ones removed) is the uninterrupted one: same batches, same per-device
+  # draws, same state.
+  resumed_dir = str(tmp_path / "resumed")
+  shutil.copytree(cfg.workdir, resumed_dir)
+  for step in (18, 1438 // 64):
+    shutil.rmtree(os.path.join(resumed_dir, "checkpoints", str(step)))
+  result = train.train_and_evaluate(dataclasses.replace(cfg,
+                                                        workdir=resumed_dir))
   assert result["step"] == 1438 // 64
   # The saved state is one copy, not one per device.
   assert result["state"]["params"]["head"]["bias"].shape == (10,)
-  # A resumed pmap run is the uninterrupted one: same batches, same
-  # per-device draws, same state.
-  straight = train.train_and_evaluate(
-      dataclasses.replace(cfg, workdir=str(tmp_path / "straight")))
   jax.tree.map(np.testing.assert_array_equal, straight["state"],
                result["state"])
   assert result["test_accuracy"] == straight["test_accuracy"]
 
 
 def test_killed_run_resumes(tmp_path):
-  steps_per_epoch = 1438 // 16
+  steps_per_epoch = 1438 // 32
+  # Few saves: each costs more than a step of this tiny model.
   cmd = [sys.executable, "-m", "train", "--model", "tiny", "--epochs", "1",
-         "--batch-size", "16", "--ckpt-every", "5", "--ckpt-minutes", "0",
+         "--batch-size", "32", "--ckpt-every", "10", "--ckpt-minutes", "0",
          "--no-progress", "--workdir", str(tmp_path)]
   # The rerun reuses the killed run's compiled step from a persistent cache.
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1",
@@ -129,7 +146,7 @@ def test_killed_run_resumes(tmp_path):
   assert done.returncode == 0, done.stderr[-2000:]
   assert "Resuming from step" in done.stdout
   start = int(done.stdout.split("Resuming from step ")[1].split()[0])
-  assert 5 <= start < steps_per_epoch  # mid-epoch
+  assert 10 <= start < steps_per_epoch  # mid-epoch
   assert f"Done: step {steps_per_epoch}" in done.stdout
 
 

@@ -1,4 +1,5 @@
-"""Orbax checkpoints of the training state, robust to interrupted saves."""
+"""Orbax checkpoints of the training state and the data loader's state,
+robust to interrupted saves."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import os
 import time
 from typing import Any, Callable, Optional
 
+import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-# Written when a save is finalised: the step's metadata and its item's tree.
-_COMPLETE_MARKERS = ("_CHECKPOINT_METADATA", os.path.join("default", "_METADATA"))
+# The items of a step: the training state ("default", the folder a
+# single-item checkpoint uses, so older checkpoints still restore) and the
+# data loader's iterator state, when it has one (Grain).
+_STATE, _LOADER = "default", "loader"
+# Written when a save is finalised: the step's metadata and the state's tree.
+_COMPLETE_MARKERS = ("_CHECKPOINT_METADATA", os.path.join(_STATE, "_METADATA"))
 
 
 class CheckpointError(RuntimeError):
@@ -95,8 +101,22 @@ class SavePolicy:
     self._last_save = self._clock()
 
 
+class _Frozen:
+  """A loader's state when the save was asked for: the loader reads on
+  while Orbax finishes the save."""
+
+  def __init__(self, state: bytes):
+    self._state = state
+
+  def get_state(self) -> bytes:
+    return self._state
+
+
 class Checkpointer:
   """Saves the state and restores the newest complete checkpoint.
+
+  A step may also hold a data loader's state, saved and restored by Grain's
+  Orbax handler: one JSON file per process, `loader/process_<i>-of-<n>.json`.
 
   Orbax writes each step into a temporary directory and renames it into
   place only once complete, so a save killed half-way leaves a
@@ -115,35 +135,52 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
-    # A single-item handler, stated up front: otherwise orbax infers the
-    # item layout from the newest step folder, and a broken one would make
-    # every step unreadable.
+    # The handlers, stated up front: otherwise orbax infers the item layout
+    # from the newest step folder, and a broken one would make every step
+    # unreadable.
     self._manager = ocp.CheckpointManager(
         self.directory, options=options,
-        item_handlers=ocp.StandardCheckpointHandler())
+        item_handlers={_STATE: ocp.StandardCheckpointHandler(),
+                       _LOADER: grain.checkpoint.CheckpointHandler()})
 
-  def save(self, step: int, state: Any) -> None:
-    """Starts an asynchronous save; training continues meanwhile."""
-    self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+  def save(self, step: int, state: Any, loader: Any = None) -> None:
+    """Starts an asynchronous save; training continues meanwhile.
+
+    Args:
+      step: the global step.
+      state: the training state.
+      loader: a data loader with Grain's `get_state() -> bytes` (the state
+        after `step` batches), or None.
+    """
+    items = {_STATE: ocp.args.StandardSave(state)}
+    if loader is not None:
+      items[_LOADER] = grain.checkpoint.CheckpointSave(
+          _Frozen(loader.get_state()))
+    self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def _complete(self, step: int) -> bool:
     folder = os.path.join(self.directory, str(step))
     return all(os.path.exists(os.path.join(folder, m))
                for m in _COMPLETE_MARKERS)
 
-  def restore_latest(self, target: Any) -> Optional[tuple[int, Any]]:
+  def restore_latest(self, target: Any, loader: Any = None
+                     ) -> Optional[tuple[int, Any]]:
     """Restores the newest complete checkpoint into `target`'s structure.
 
     Args:
       target: a pytree of `jax.ShapeDtypeStruct` (with shardings) or arrays
         describing the state.
+      loader: a data loader whose saved state is restored into it (Grain's
+        `set_state`), then checked by `loader.check(step, path)`, which
+        lists what does not fit; or None.
 
     Returns:
       `(step, state)`, or None if there is no complete checkpoint.
 
     Raises:
       CheckpointError: the newest complete checkpoint has another structure
-        (leaves, shapes or dtypes) than `target`, or cannot be read.
+        (leaves, shapes or dtypes) than `target`, lacks this process's
+        loader state, holds one that does not fit, or cannot be read.
     """
     for step in sorted(self._manager.all_steps(), reverse=True):
       if not self._complete(step):
@@ -152,7 +189,7 @@ class Checkpointer:
         continue
       path = os.path.join(self.directory, str(step))
       try:
-        saved = self._manager.item_metadata(step).tree
+        saved = self._manager.item_metadata(step)[_STATE].tree
       except Exception as e:  # pylint: disable=broad-except
         raise CheckpointError(
             f"cannot read the metadata of checkpoint {path} "
@@ -164,14 +201,45 @@ class Checkpointer:
             + "; ".join(diff) + "). It was written by another version of the "
             "trainer or its libraries, or with other model settings; resume "
             "it with those, or use another --workdir.")
+      items = {_STATE: ocp.args.StandardRestore(target)}
+      if loader is not None:
+        self._check_loader_files(path)
+        items[_LOADER] = grain.checkpoint.CheckpointRestore(loader)
       try:
-        return step, self._manager.restore(
-            step, args=ocp.args.StandardRestore(target))
+        restored = self._manager.restore(step,
+                                         args=ocp.args.Composite(**items))
       except Exception as e:  # pylint: disable=broad-except
         raise CheckpointError(
             f"cannot read checkpoint {path} ({type(e).__name__}: {e}). "
             "Delete that step folder to resume from the one before.") from e
+      if loader is not None:
+        problems = loader.check(step, path)
+        if problems:
+          raise CheckpointError(
+              f"checkpoint {path} does not fit this run's data loader ("
+              + "; ".join(problems) + ").")
+      return step, restored[_STATE]
     return None
+
+  @staticmethod
+  def _check_loader_files(path: str) -> None:
+    """Stops early if this process's loader state is not in the step."""
+    folder = os.path.join(path, _LOADER)
+    mine = (f"process_{jax.process_index()}-of-{jax.process_count()}"
+            ".json")
+    if os.path.exists(os.path.join(folder, mine)):
+      return
+    if not os.path.isdir(folder):
+      raise CheckpointError(
+          f"checkpoint {path} holds no data loader state (it was written by "
+          "the in-memory loader or an older trainer), which this Grain run "
+          "resumes from. Use the loader that wrote it, or another "
+          "--workdir.")
+    saved = sorted(f for f in os.listdir(folder) if f.endswith(".json"))
+    raise CheckpointError(
+        f"checkpoint {path} holds the loader state of {', '.join(saved)}, "
+        f"not {mine}: a Grain run resumes with as many processes as it was "
+        "saved with.")
 
   def close(self) -> None:
     """Waits for pending saves to finish."""

@@ -7,7 +7,7 @@ import dataclasses
 import os
 import pickle
 import tarfile
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import jax
 import numpy as np
@@ -448,6 +448,10 @@ class Source:
     eval_batches: `(batch_size, rows)` -> `(images, labels, mask)`, every
       test image once over all processes (see `eval_batches`).
     loader: 'memory' or 'grain'.
+    train_stream: for a loader whose iterator state goes into the
+      checkpoints (Grain): `(batch_size, seed, num_steps, rows)` -> a
+      `grain_data.TrainStream` over global steps `[0, num_steps)`. None for
+      the in-memory loader, whose state is the step alone.
   """
 
   num_train: int
@@ -459,6 +463,7 @@ class Source:
   train_batches: Callable[..., Iterator]
   eval_batches: Callable[..., Iterator]
   loader: str
+  train_stream: Optional[Callable[..., Any]] = None
 
   @property
   def num_classes(self) -> int:

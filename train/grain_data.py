@@ -8,19 +8,29 @@ The data order is that of the in-memory loader: the global batch of step `s`
 is `data.train_batch_indices(seed, s, ...)`, a function of the seed and the
 step only, and each process reads only its own rows of it. The random crop
 and flip of an image are drawn from `(seed, step, row in the global batch)`.
-So a resumed run continues the same order and the same crops from the
-checkpoint's step, whatever the number of processes or workers: the step in
-the checkpoint is the whole iterator state.
+
+A run reads its training batches through one Grain iterator (`TrainStream`)
+over all its steps, and every checkpoint holds that iterator's state, saved
+by Grain's own Orbax handler (one JSON file per process) next to the
+training state. A resumed run restores it and continues from it. The state
+is the iterator's after the last batch the step took (not after the batches
+prefetched beyond it); it records its step and the process and worker
+counts, since Grain's state depends on them. On restore the step must be the
+checkpoint's and the counts this run's, and each batch carries its step, so a
+state that continues elsewhere stops the run instead of training on other
+data.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 from typing import Iterator, Optional
 
 import grain
+import jax
 import numpy as np
 
 from train import data
@@ -30,6 +40,8 @@ CROP_SCALE = (0.08, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
 # Eval: resize the shorter side to size / 0.875 (256 for 224), centre crop.
 EVAL_CROP_FRACTION = 0.875
+# Decoding threads without worker processes (--workers 0, one-off reads).
+THREADS = 4
 
 
 def _open_rgb(path: str):
@@ -80,20 +92,19 @@ def resize_centre_crop(image, size: int) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class _TrainElement:
   """Element `i` of a run's training stream: this process's `j`-th row of
-  the global batch of step `start + i // rows`. Picklable for the workers."""
+  the global batch of step `i // rows`, with that step. Picklable for the
+  workers."""
 
   files: data.ImageFiles
   seed: int
   batch_size: int
   steps_per_epoch: int
-  start: int
   rows: tuple[int, ...]
   size: int
   flip: bool
 
-  def __call__(self, i: int) -> tuple[np.ndarray, np.int32]:
+  def __call__(self, i: int) -> tuple[np.int64, np.ndarray, np.int32]:
     step, j = divmod(i, len(self.rows))
-    step += self.start
     row = self.rows[j]
     epoch, position = divmod(step, self.steps_per_epoch)
     perm = _permutation(self.seed, epoch, len(self.files.train_paths))
@@ -101,7 +112,7 @@ class _TrainElement:
     rng = np.random.default_rng([self.seed, step, row])
     image = random_resized_crop(_open_rgb(self.files.train_paths[index]),
                                 self.size, rng, self.flip)
-    return image, self.files.train_labels[index]
+    return np.int64(step), image, self.files.train_labels[index]
 
 
 @functools.lru_cache(maxsize=2)
@@ -132,9 +143,10 @@ class _EvalElement:
 
 
 def _iterate(ds: grain.MapDataset, workers: int) -> Iterator:
-  """Decodes in `workers` processes (0: threads of this one), prefetching."""
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, 2 * workers),
-                                            prefetch_buffer_size=64))
+  """Decodes in `workers` processes (0: in `THREADS` threads of this one;
+  PIL releases the GIL), prefetching."""
+  it = ds.to_iter_dataset(grain.ReadOptions(
+      num_threads=2 * workers or THREADS, prefetch_buffer_size=64))
   if workers:
     # Grain 0.2.18 reads an absl flag in mp_prefetch and fails unless flags
     # were parsed, which a plain script never does (google/grain#1355).
@@ -153,6 +165,23 @@ def _all_rows(batch_size: int, rows: Optional[np.ndarray]) -> tuple[int, ...]:
   return tuple(range(batch_size) if rows is None else rows.tolist())
 
 
+def _train_dataset(files: data.ImageFiles, size: int, flip: bool,
+                   batch_size: int, seed: int, num_steps: int,
+                   rows: Optional[np.ndarray]) -> grain.MapDataset:
+  """`(steps, images, labels)` of global steps `[0, num_steps)`: this
+  process's rows of each global batch."""
+  rows = _all_rows(batch_size, rows)
+  element = _TrainElement(files, seed, batch_size,
+                          len(files.train_paths) // batch_size, rows, size,
+                          flip)
+  return (grain.MapDataset.range(num_steps * len(rows)).map(element)
+          .batch(len(rows), batch_fn=_stack))
+
+
+def _images_labels(batch):
+  return batch[1:]
+
+
 def train_batches(
     files: data.ImageFiles, size: int, flip: bool, batch_size: int, seed: int,
     start_step: int, num_steps: int, rows: Optional[np.ndarray] = None,
@@ -161,13 +190,99 @@ def train_batches(
   """As `data.train_batches`, decoding with Grain: uint8 `[rows, size,
   size, 3]` images and int32 labels for global steps `[start_step,
   num_steps)`, this process's `rows` of each global batch."""
-  rows = _all_rows(batch_size, rows)
-  element = _TrainElement(files, seed, batch_size,
-                          len(files.train_paths) // batch_size, start_step,
-                          rows, size, flip)
-  ds = (grain.MapDataset.range((num_steps - start_step) * len(rows))
-        .map(element).batch(len(rows), batch_fn=_stack))
-  return _iterate(ds, workers)
+  ds = _train_dataset(files, size, flip, batch_size, seed, num_steps, rows)
+  return _iterate(ds[start_step:].map(_images_labels), workers)
+
+
+class TrainStream:
+  """A run's training batches through one Grain iterator, resumable from
+  the state saved in its checkpoints.
+
+  Grain's Orbax handler (`grain.checkpoint.CheckpointHandler`) saves
+  `get_state()` and restores with `set_state`, as for a Grain
+  `DataLoader` iterator: JSON bytes holding the Grain iterator's state after
+  `step` batches, with the process and worker counts it belongs to.
+
+  Args:
+    dataset: `_train_dataset` over all the run's steps.
+    workers: Grain worker processes (0: threads of this process).
+  """
+
+  def __init__(self, dataset: grain.MapDataset, workers: int):
+    self._dataset, self._workers = dataset, workers
+    self.step = 0  # batches the training loop has taken
+    # The Grain state after each step in flight (None: from the start).
+    self._states: dict[int, Optional[dict]] = {0: None}
+    self._saved_counts = None
+    self._origin = "the start of the run"
+
+  def _counts(self) -> dict[str, int]:
+    return dict(processes=jax.process_count(), workers=self._workers)
+
+  def get_state(self) -> bytes:
+    return json.dumps(dict(step=self.step, **self._counts(),
+                           iterator=self._states[self.step])).encode()
+
+  def set_state(self, state: bytes) -> None:
+    saved = json.loads(state)
+    self.step = saved["step"]
+    self._states = {self.step: saved["iterator"]}
+    self._saved_counts = {k: saved[k] for k in self._counts()}
+
+  def start_prefetch(self) -> None:
+    """Called by Grain's handler after `set_state`; `batches` starts the
+    iterator."""
+
+  def check(self, step: int, path: str) -> list[str]:
+    """What makes a state restored from checkpoint `path` of `step` unfit
+    for this run (empty if nothing); `path` is named in later errors."""
+    self._origin = f"checkpoint {path}"
+    problems = []
+    if self.step != step:
+      problems.append(f"the loader state is that of step {self.step}")
+    if self._saved_counts != self._counts():
+      problems.append(
+          "the loader state was saved by {processes} process(es) with "
+          "--workers {workers}".format(**self._saved_counts)
+          + ", and Grain's state depends on both; resume with those, not "
+          "{processes} and {workers}".format(**self._counts()))
+    return problems
+
+  def batches(self, stop: int, put) -> Iterator[tuple[jax.Array, ...]]:
+    """Steps `[self.step, stop)`, put on the devices by `put` as
+    `data.prefetch` does; `self.step` counts the batches taken."""
+    it = _iterate(self._dataset, self._workers)
+    if self._states[self.step] is not None:
+      it.set_state(self._states[self.step])
+
+    def read():
+      step = self.step
+      while step < stop:
+        steps, images, labels = next(it)
+        if steps[0] != step:
+          raise data.DataError(
+              f"the Grain iterator restored from {self._origin} continues "
+              f"at step {steps[0]}, not {step}: its state is not this "
+              "run's. Delete that step folder to resume from the one "
+              "before.")
+        step += 1
+        self._states[step] = it.get_state()
+        yield images, labels
+
+    for batch in data.prefetch(read(), put):
+      del self._states[self.step]
+      self.step += 1
+      yield batch
+
+
+def train_stream(
+    files: data.ImageFiles, size: int, flip: bool, batch_size: int, seed: int,
+    num_steps: int, rows: Optional[np.ndarray] = None, workers: int = 4,
+) -> TrainStream:
+  """A `TrainStream` over global steps `[0, num_steps)`, each batch as in
+  `train_batches`."""
+  return TrainStream(_train_dataset(files, size, flip, batch_size, seed,
+                                    num_steps, rows), workers)
 
 
 def eval_batches(
@@ -209,14 +324,22 @@ def decoded_bytes(files: data.ImageFiles) -> int:
 
 def source(files: data.ImageFiles, size: int, flip: bool,
            workers: int) -> data.Source:
-  """A `data.Source` reading `files` with Grain: crops of `size` x `size`."""
-  mean, std = channel_stats(files, size, workers=workers)
+  """A `data.Source` reading `files` with Grain: crops of `size` x `size`.
+
+  The one-off reads (the statistics, and the first batch that the trainer
+  draws augmented) decode in threads: starting worker processes, each
+  importing JAX, would take seconds longer than they save.
+  """
+  mean, std = channel_stats(files, size, workers=0)
   return data.Source(
       len(files.train_paths), len(files.test_paths), files.class_names,
       (size, size, 3), mean, std,
       lambda batch_size, seed, start, stop, rows: train_batches(
           files, size, flip, batch_size, seed, start, stop, rows=rows,
-          workers=workers),
+          workers=0),
       lambda batch_size, rows: eval_batches(files, size, batch_size,
                                             rows=rows, workers=workers),
-      "grain")
+      "grain",
+      lambda batch_size, seed, stop, rows: train_stream(
+          files, size, flip, batch_size, seed, stop, rows=rows,
+          workers=workers))

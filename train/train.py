@@ -339,8 +339,13 @@ def train_and_evaluate(
   target = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
       state)
+  train_rows = par.rows(cfg.batch_size)
+  # Grain: one iterator over the whole run, whose state every checkpoint
+  # holds. In memory: the step is the whole loader state.
+  stream = (src.train_stream(cfg.batch_size, cfg.seed, total_steps,
+                             train_rows) if src.train_stream else None)
   try:
-    restored = ckpt.restore_latest(target)
+    restored = ckpt.restore_latest(target, stream)
   except checkpoints.CheckpointError as e:
     ckpt.close()
     raise TrainError(str(e)) from e
@@ -348,7 +353,7 @@ def train_and_evaluate(
   if restored is not None:
     start_step, state = restored
     if main:
-        print(f"Resuming from step {start_step} of {total_steps} in {workdir}.")
+      print(f"Resuming from step {start_step} of {total_steps} in {workdir}.")
   state = par.put_state(state)
   metrics_log = _Metrics(os.path.join(workdir, "metrics.jsonl"), start_step,
                          write=main)
@@ -358,7 +363,6 @@ def train_and_evaluate(
     # Replicated over every process's devices, as a multi-process jit needs.
     root_key = jax.jit(lambda: jax.random.key(cfg.seed),
                        out_shardings=par.replicated)()
-  train_rows = par.rows(cfg.batch_size)
 
   if start_step == 0:
     # Step 0's batch and key, augmented as the jit step does (under pmap each
@@ -383,10 +387,13 @@ def train_and_evaluate(
   evaluate = functools.partial(_evaluate, t.eval_step, par, src,
                                cfg.eval_batch_size)
 
-  batches = data.prefetch(
-      src.train_batches(cfg.batch_size, cfg.seed, start_step, last_step,
-                        train_rows),
-      par.put_batch)
+  if stream is None:
+    batches = data.prefetch(
+        src.train_batches(cfg.batch_size, cfg.seed, start_step, last_step,
+                          train_rows),
+        par.put_batch)
+  else:
+    batches = stream.batches(last_step, par.put_batch)
   bar = tqdm.tqdm(total=total_steps, initial=start_step, unit="step",
                   disable=not (cfg.progress and main), dynamic_ncols=True)
   last_saved = start_step or None
@@ -425,7 +432,7 @@ def train_and_evaluate(
         _check_finite(float(par.unreplicate(out["loss"])), step, last_saved)
         # Orbax copies the arrays to the host before returning, so the next
         # step may donate their buffers while the files are written.
-        ckpt.save(step, par.unreplicate(state))
+        ckpt.save(step, par.unreplicate(state), stream)
         save_policy.saved()
         last_saved = step
   finally:
