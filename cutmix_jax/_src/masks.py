@@ -352,7 +352,8 @@ def apply_mask_params(
   A bool mask selects: each sample takes its partner's values where its
   mask is True, keeping the dtype and exact values (integer segmentation
   maps included). A float mask blends, `own + m * (partner - own)` in
-  float32; integer arrays are rounded to nearest and clipped to their range.
+  float32; integer arrays are rounded to nearest (ties to even) and clipped
+  to their range.
 
   Args:
     params: a draw from `sample_multibox` or `sample_fmix`.
