@@ -30,9 +30,13 @@ class MaskParams:
   """One mask-based draw for a batch, from `sample_multibox` or `sample_fmix`.
 
   Attributes:
-    lam: float32 `[batch]`, the weight of each sample's own label: exactly
-      the fraction of its pixels kept, `1 - mean(mask)`, computed from the
-      mask; 1 for samples left unchanged.
+    lam: float32 `[batch]`, the weight of each sample's own label: the
+      fraction of its pixels kept, `1 - mean(mask)`, computed from the mask
+      as `kept * float32(1 / (height * width))` (as `lam_from_box`), where
+      `kept` is the exact count of kept pixels for a bool mask (so `lam`
+      is bit for bit `1 - mean(mask)` when `height * width` is a power of
+      two) and the closed-form sum of `1 - mask` for a soft one; 1 for
+      samples left unchanged.
     mask: `[batch, height, width]`, where each sample takes its partner. Bool
       for hard masks (applying them is a select); float32 in [0, 1] for soft
       masks (the partner's weight per pixel; applying them blends). All
@@ -263,8 +267,10 @@ def sample_fmix(
     height: static image height.
     width: static image width.
     alpha: Beta(α, α) parameter of λ, > 0; may be traced.
-    decay_power: static decay of the spectrum with frequency (the
-      reference's default is 3); larger is smoother.
+    decay_power: static decay of the spectrum with frequency `f`: the
+      noise's amplitude falls as `1 / f^decay_power`, its power as
+      `1 / f^(2 decay_power)` (the reference's default is 3); larger is
+      smoother.
     max_soft: static softening of the mask edge, in [0, 0.5]; 0 (default)
       for a hard, bool mask.
 {structure_args}
