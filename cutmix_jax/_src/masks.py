@@ -133,13 +133,13 @@ def sample_multibox(
 
   The box-mask generator of French et al., "Semi-supervised semantic
   segmentation needs strong, varied perturbations" (BMVC 2020,
-  arXiv:1906.01916): per draw, a mask proportion `p` uniform in
-  `area_range`, split over `n_boxes` boxes of area about `p / n_boxes` each,
-  with random aspect ratios, placed uniformly inside the image. The
-  partner is pasted into the union of the boxes (French et al.'s reference
-  code toggles overlaps instead; a union keeps "inside a box" meaning
-  "from the partner"), or outside it with `invert=True` (their
-  experiments' setting). λ is the exact kept-pixel fraction of the final
+  arXiv:1906.01916): each of the `n_boxes` boxes draws its own mask
+  proportion `p` uniform in `area_range` (per box, as in their code, not one
+  `p` per mask) and has area about `p / n_boxes`, with a random aspect
+  ratio, placed uniformly inside the image. The partner is pasted into the
+  union of the boxes (French et al.'s reference code toggles overlaps
+  instead; a union keeps "inside a box" meaning "from the partner"), or
+  outside it with `invert=True` (their experiments' setting). λ is the exact kept-pixel fraction of the final
   mask.
 
   Box sides are `round(sqrt(p / n_boxes * a) * height)` and
@@ -155,7 +155,8 @@ def sample_multibox(
     height: static image height.
     width: static image width.
     n_boxes: static number of boxes per mask.
-    area_range: `(lo, hi)` in [0, 1], the range of the proportion `p`.
+    area_range: `(lo, hi)` in [0, 1], the range of each box's proportion
+      `p`.
     aspect_range: `(lo, hi)` with `0 < lo <= hi`, or None for French et
       al.'s rule.
     invert: paste the partner outside the boxes instead of inside.
