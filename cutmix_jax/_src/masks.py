@@ -139,8 +139,8 @@ def sample_multibox(
   ratio, placed uniformly inside the image. The partner is pasted into the
   union of the boxes (French et al.'s reference code toggles overlaps
   instead; a union keeps "inside a box" meaning "from the partner"), or
-  outside it with `invert=True` (their experiments' setting). λ is the exact kept-pixel fraction of the final
-  mask.
+  outside it with `invert=True` (their experiments' setting). λ is the
+  exact kept-pixel fraction of the final mask.
 
   Box sides are `round(sqrt(p / n_boxes * a) * height)` and
   `round(sqrt(p / n_boxes / a) * width)` for an aspect ratio (height over
