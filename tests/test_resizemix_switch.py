@@ -234,13 +234,31 @@ def test_switch_under_vmap_jit_and_no_recompile():
 
 
 def test_switch_on_select_leaves_never_blends():
-  seg = np.random.default_rng(2).integers(0, 4, (8, 8, 8)).astype(np.uint8)
-  p = cj.sample_switch(KEY, 8, 8, 8, probs=ALL, mode="elem")
+  """Every pixel of a select leaf is the exact source its sample's op names.
+
+  Each value occurs once in the batch, so no blend of two of them (and no
+  resampling filter) can pass for a source value.
+  """
+  b, h, w = 16, 8, 8
+  seg = np.arange(b * h * w, dtype=np.int32).reshape(b, h, w)
+  p = cj.sample_switch(KEY, b, h, w, probs=dict.fromkeys(ALL, 1.0),
+                       mode="elem")
   out = np.asarray(cj.apply_tree(p, seg))
-  partner = seg[np.asarray(p.partner)]
-  assert ((out == seg) | (out == partner)).all() or (
-      Op.RESIZEMIX in np.asarray(p.op))
-  assert set(np.unique(out)) <= set(np.unique(seg))
+  ops, lam = np.asarray(p.op), np.asarray(p.lam)
+  partner, box = np.asarray(p.partner), np.asarray(p.box)
+  assert set(ops) >= {Op.CUTMIX, Op.MIXUP, Op.CUTOUT, Op.RESIZEMIX}
+  for i in range(b):
+    own, other = seg[i], seg[partner[i]]
+    inside = np.asarray(cj.box_mask(box[i], h, w))
+    want = {
+        Op.NONE: own,
+        Op.CUTOUT: own,  # hidden, not removed, without ignore_value
+        Op.CUTMIX: np.where(inside, other, own),
+        Op.MIXUP: own if lam[i] >= 0.5 else other,  # the larger weight
+        Op.RESIZEMIX: np.where(inside, _nearest_reference(other, box[i]),
+                               own),
+    }[ops[i]]
+    np.testing.assert_array_equal(out[i], want, err_msg=f"sample {i}")
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -1,5 +1,7 @@
 """Eager, jit and vmap agree; the key alone decides the draw."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,7 +53,26 @@ def test_vmapped_pair_form_matches_elem_mode():
   """Under vmap, per-sample mode is the pair form: same pixels, same cost."""
   keys = jax.random.split(jax.random.key(0), 6)
   out, lam = jax.vmap(cj.cutmix_pair)(keys, X, X[::-1])
-  assert out.shape == X.shape and lam.shape == (6,)
+  out = np.asarray(out)
+  # X's values are distinct, so the pasted pixels show each sample's box.
+  pasted = (out != X).any(-1)
+  boxes = []
+  for i in range(6):
+    rows, cols = np.flatnonzero(pasted[i].any(1)), np.flatnonzero(
+        pasted[i].any(0))
+    box = ([rows[0], cols[0], rows[-1] + 1, cols[-1] + 1] if rows.size
+           else [0, 0, 0, 0])
+    boxes.append(box)
+  # The elem-mode draw with these boxes (partner = flip) gives the same
+  # pixels and the same λ, bit for bit.
+  boxes = jnp.asarray(boxes, jnp.int32)
+  elem = dataclasses.replace(
+      cj.sample_cutmix(jax.random.key(0), 6, *X.shape[1:3], mode="elem"),
+      box=boxes, lam=cj.lam_from_box(boxes, *X.shape[1:3]),
+      op=jnp.full(6, cj.Op.CUTMIX, jnp.int32))
+  np.testing.assert_array_equal(out, cj.apply_params(elem, X))
+  np.testing.assert_array_equal(lam, elem.lam)
+  assert pasted.any(axis=(1, 2)).sum() >= 4  # most draws paste something
 
 
 @pytest.mark.parametrize("op", ["cutmix", "mixup", "mix", "cutout"])

@@ -202,8 +202,9 @@ def apply_params(
   - CutMix samples take the partner's pixels inside their box.
   - Cutout samples take `fill_value` inside their box.
   - MixUp samples become `lam * own + (1 - lam) * partner`, computed in
-    float32; integer arrays are rounded to nearest and cast back (exact for
-    the endpoints, so unmixed samples keep their values).
+    float32; integer arrays are rounded to nearest, ties to even (as
+    `np.round`), and cast back (exact for the endpoints, so unmixed samples
+    keep their values).
   - ResizeMix samples take their whole partner, resized to the box, inside
     the box (see `resize`).
   - Other samples are returned unchanged.

@@ -30,9 +30,13 @@ class MaskParams:
   """One mask-based draw for a batch, from `sample_multibox` or `sample_fmix`.
 
   Attributes:
-    lam: float32 `[batch]`, the weight of each sample's own label: exactly
-      the fraction of its pixels kept, `1 - mean(mask)`, computed from the
-      mask; 1 for samples left unchanged.
+    lam: float32 `[batch]`, the weight of each sample's own label: the
+      fraction of its pixels kept, `1 - mean(mask)`, computed from the mask
+      as `kept * float32(1 / (height * width))` (as `lam_from_box`), where
+      `kept` is the exact count of kept pixels for a bool mask (so `lam`
+      is bit for bit `1 - mean(mask)` when `height * width` is a power of
+      two) and the closed-form sum of `1 - mask` for a soft one; 1 for
+      samples left unchanged.
     mask: `[batch, height, width]`, where each sample takes its partner. Bool
       for hard masks (applying them is a select); float32 in [0, 1] for soft
       masks (the partner's weight per pixel; applying them blends). All
@@ -129,14 +133,14 @@ def sample_multibox(
 
   The box-mask generator of French et al., "Semi-supervised semantic
   segmentation needs strong, varied perturbations" (BMVC 2020,
-  arXiv:1906.01916): per draw, a mask proportion `p` uniform in
-  `area_range`, split over `n_boxes` boxes of area about `p / n_boxes` each,
-  with random aspect ratios, placed uniformly inside the image. The
-  partner is pasted into the union of the boxes (French et al.'s reference
-  code toggles overlaps instead; a union keeps "inside a box" meaning
-  "from the partner"), or outside it with `invert=True` (their
-  experiments' setting). λ is the exact kept-pixel fraction of the final
-  mask.
+  arXiv:1906.01916): each of the `n_boxes` boxes draws its own mask
+  proportion `p` uniform in `area_range` (per box, as in their code, not one
+  `p` per mask) and has area about `p / n_boxes`, with a random aspect
+  ratio, placed uniformly inside the image. The partner is pasted into the
+  union of the boxes (French et al.'s reference code toggles overlaps
+  instead; a union keeps "inside a box" meaning "from the partner"), or
+  outside it with `invert=True` (their experiments' setting). λ is the
+  exact kept-pixel fraction of the final mask.
 
   Box sides are `round(sqrt(p / n_boxes * a) * height)` and
   `round(sqrt(p / n_boxes / a) * width)` for an aspect ratio (height over
@@ -151,7 +155,8 @@ def sample_multibox(
     height: static image height.
     width: static image width.
     n_boxes: static number of boxes per mask.
-    area_range: `(lo, hi)` in [0, 1], the range of the proportion `p`.
+    area_range: `(lo, hi)` in [0, 1], the range of each box's proportion
+      `p`.
     aspect_range: `(lo, hi)` with `0 < lo <= hi`, or None for French et
       al.'s rule.
     invert: paste the partner outside the boxes instead of inside.
@@ -263,8 +268,10 @@ def sample_fmix(
     height: static image height.
     width: static image width.
     alpha: Beta(α, α) parameter of λ, > 0; may be traced.
-    decay_power: static decay of the spectrum with frequency (the
-      reference's default is 3); larger is smoother.
+    decay_power: static decay of the spectrum with frequency `f`: the
+      noise's amplitude falls as `1 / f^decay_power`, its power as
+      `1 / f^(2 decay_power)` (the reference's default is 3); larger is
+      smoother.
     max_soft: static softening of the mask edge, in [0, 0.5]; 0 (default)
       for a hard, bool mask.
 {structure_args}
@@ -352,7 +359,8 @@ def apply_mask_params(
   A bool mask selects: each sample takes its partner's values where its
   mask is True, keeping the dtype and exact values (integer segmentation
   maps included). A float mask blends, `own + m * (partner - own)` in
-  float32; integer arrays are rounded to nearest and clipped to their range.
+  float32; integer arrays are rounded to nearest (ties to even) and clipped
+  to their range.
 
   Args:
     params: a draw from `sample_multibox` or `sample_fmix`.

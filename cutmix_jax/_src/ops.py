@@ -120,7 +120,7 @@ def mixup(
   Each mixed sample becomes `lam * own + (1 - lam) * partner` with
   λ ~ Beta(α, α), and so does its target. Floating images keep their dtype
   (blended in float32); integer images are blended in float32, rounded to
-  nearest and cast back. Options are as in `cutmix`.
+  nearest (ties to even) and cast back. Options are as in `cutmix`.
 
   Returns:
     `(images, targets)`, with float targets `[batch, num_classes]`.

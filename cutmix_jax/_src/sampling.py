@@ -216,7 +216,8 @@ def _box_from_lam(lam, bits_y, bits_x, height, width, placement):
 
 
 def _box_from_minmax(bits, height, width, minmax):
-  """timm's `cutmix_minmax`: sides uniform in [lo, hi] of the image, inside."""
+  """timm's `cutmix_minmax`: sides uniform over `int(lo * side)` ..
+  `int(hi * side)` inclusive, placed uniformly where the box fits whole."""
   lo, hi = minmax
   min_h, max_h = int(height * lo), int(height * hi)
   min_w, max_w = int(width * lo), int(width * hi)
@@ -492,7 +493,9 @@ def _choose(bits, probs):
 
 
 def _cutout_box(bits, height, width, size):
-  """Cutout's box: centred uniformly over the image, clipped to it."""
+  """Cutout's box: rows `c - size // 2` to `c - size // 2 + size` for a
+  centre `c` uniform over the rows (likewise columns), clipped to the
+  image."""
   size_h, size_w = size
   top = prng.uniform_int(bits[0], height) - size_h // 2
   left = prng.uniform_int(bits[1], width) - size_w // 2
@@ -618,8 +621,15 @@ def sample_cutmix(
     placement: 'official' centres the box uniformly over all pixels and clips
       it (the paper's `rand_bbox`); 'inside' keeps the box whole inside the
       image (the common tutorial variant, drawn without rejection).
-    minmax: timm's `cutmix_minmax`: if given, box sides are uniform in
-      `[lo * side, hi * side]` (inside the image) and α is not used.
+    minmax: timm's `cutmix_minmax`: if given, α is not used and each box
+      side is uniform over the integers `int(lo * side)` to
+      `int(hi * side)`, both included; the box lies whole inside the image,
+      its top-left corner uniform over every position where it fits (flush
+      with the bottom or right edge included). timm's `rand_bbox_minmax`
+      draws both with `np.random.randint`, which excludes the upper bounds
+      (checked at pytorch-image-models 066e490): there a side of
+      `int(hi * side)` and the flush positions never occur. Here both do,
+      so `hi` is reachable.
 {common_args}
 
   Returns:
@@ -799,6 +809,14 @@ def sample_cutout(
 
   A `size` box is centred uniformly over the image and clipped to it, as in
   the Cutout paper; labels are unchanged (`lam` is 1).
+
+  Exactly: for a centre row `c` uniform over `0 .. height - 1`, the box
+  covers rows `c - size // 2` (included) to `c - size // 2 + size`
+  (excluded), clipped to the image, and likewise for columns. An odd size
+  is centred on pixel `c` (`size // 2` rows on each side); an even one has
+  `size // 2` rows above `c` and `size // 2 - 1` below. Unclipped, the box
+  is always `size` pixels; the reference code's `c ± size // 2` makes an
+  odd box one pixel smaller.
 
   Args:
     key: a PRNG key.
