@@ -12,7 +12,6 @@ otherwise. Only ratios to the `--aug none` step are reported.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax

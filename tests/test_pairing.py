@@ -1,4 +1,4 @@
-"""The one plan (`pairing.py`): partners, draws per sample, and `partner_rows`."""
+"""The one plan (`pairing.py`): partners, draws per sample, `partner_rows`."""
 
 import jax
 import jax.numpy as jnp

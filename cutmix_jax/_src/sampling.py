@@ -29,7 +29,7 @@ from cutmix_jax._src.params import Mode, MixParams, Op, Pairing, Placement
 
 ArrayLike = jax.typing.ArrayLike
 AxisName = pairing_lib.AxisName
-ROWS = pairing_lib.ROWS
+ROWS = pairing_lib.ROWS  # where each part of a draw reads its words
 
 # The ops each sampler can draw.
 _METHOD_OPS = {
@@ -47,6 +47,7 @@ def _drawable(alpha):
   if validation.is_static_number(alpha) and float(alpha) == 0:
     return 1.0
   return alpha
+
 
 def _check_alpha_or_off(alpha, name):
   validation.check_positive(alpha, name, allow_zero=True)
@@ -103,7 +104,6 @@ def _sample_cross_device(key, batch_size, height, width, *, axis_name,
       op=params.op[rows],
       exchange_axis=axis_name,
   )
-
 
 
 def _sample(
@@ -257,7 +257,6 @@ def _sample(
   )
 
 
-
 def sample_lam(
     key: jax.Array, alpha: ArrayLike, shape: Sequence[int] = ()
 ) -> jax.Array:
@@ -291,7 +290,6 @@ def sample_lam(
   lam = beta.lam_from_words(words, alpha,
                             prng.fold_in(key, pairing_lib.RETRY_FIRST))
   return lam.reshape(shape)
-
 
 
 def sample_box(
@@ -331,7 +329,6 @@ def sample_box(
   return boxes.from_lam(
       jnp.asarray(lam, jnp.float32), bits[0], bits[1], height, width, placement
   )
-
 
 
 @pairing_lib.with_common_args
@@ -497,7 +494,8 @@ def sample_mix(
   _check_alpha_or_off(cutmix_alpha, "cutmix_alpha")
   validation.check_probability(switch_prob, "switch_prob")
   if cutmix_minmax is not None:
-    cutmix_minmax = validation.check_range(cutmix_minmax, "cutmix_minmax", 0.0, 1.0)
+    cutmix_minmax = validation.check_range(cutmix_minmax, "cutmix_minmax",
+                                           0.0, 1.0)
     if validation.is_static_number(cutmix_alpha) and float(cutmix_alpha) == 0:
       cutmix_alpha = 1.0  # minmax turns CutMix on; its α is unused.
   if (
@@ -707,7 +705,8 @@ def sample_switch(
   if "mixup" in probs:
     validation.check_positive(mixup_alpha, "mixup_alpha")
   if cutmix_minmax is not None:
-    cutmix_minmax = validation.check_range(cutmix_minmax, "cutmix_minmax", 0.0, 1.0)
+    cutmix_minmax = validation.check_range(cutmix_minmax, "cutmix_minmax",
+                                           0.0, 1.0)
   return _sample(
       key, batch_size, height, width, method="switch", mode=mode,
       pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
@@ -717,6 +716,7 @@ def sample_switch(
       placement=placement, cutmix_minmax=cutmix_minmax,
       cutout_size=_check_cutout_size(cutout_size, height, width,
                                      "cutout_size"),
-      resize_scale=validation.check_range(resize_scale, "resize_scale", 0.0, 1.0),
+      resize_scale=validation.check_range(resize_scale, "resize_scale", 0.0,
+                                          1.0),
   )
 
