@@ -143,10 +143,6 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
   return shape  # type: ignore[return-value]
 
 
-def shape_str(shape) -> str:
-  return "x".join(str(v) for v in shape)
-
-
 # ---------------------------------------------------------------------------
 # What is timed
 
@@ -228,16 +224,6 @@ def make_images(shape, dtype: str, seed: int = 0) -> np.ndarray:
 # Sections
 
 
-def row(section, name, mode, dtype, shape, summary, note="") -> dict:
-  out = {
-      "section": section, "name": name, "mode": mode, "dtype": dtype,
-      "shape": shape_str(shape) if isinstance(shape, tuple) else shape,
-      "note": note,
-  }
-  out.update(summary)
-  return out
-
-
 def ops_section(args, shape, dtype, draws: bool, log) -> tuple[list, list]:
   """Copy, every op x mode, the NumPy reference, draws and peers for one case."""
   keys = KeyCycle()
@@ -284,22 +270,23 @@ def ops_section(args, shape, dtype, draws: bool, log) -> tuple[list, list]:
         fns[f"peer/{name}/{mode}"] = call
         meta[f"peer/{name}/{mode}"] = ("peer", name, mode, dtype, note)
 
-  log(f"  {shape_str(shape)} {dtype}: {len(fns)} functions ...")
+  log(f"  {timing.shape_str(shape)} {dtype}: {len(fns)} functions ...")
   base, timed, failed = timing.interleaved(
       lambda: batch_copy(x), fns, reps=args.reps,
       target_s=args.target_ms / 1e3)
-  rows = [row("copy", "jitted batch copy (denominator)", "-", dtype, shape,
-              base.summary(), "lax.rev along the batch axis, fresh output")]
+  rows = [timing.row("copy", "jitted batch copy (denominator)", "-", dtype,
+                     shape, base.summary(),
+                     "lax.rev along the batch axis, fresh output")]
   for name, t in timed.items():
     section, what, mode, dt, note = meta[name]
     summary = t.summary()
     if section in ("reference", "peer"):
       summary.pop("compile_ms", None)
-    rows.append(row(section, what, mode, dt, shape, summary, note))
+    rows.append(timing.row(section, what, mode, dt, shape, summary, note))
   for name, error in failed.items():
     section, what, mode, dt, _ = meta[name]
-    rows.append(row(section, what, mode, dt, shape, {"ratio": None},
-                    f"FAILED: {error}"))
+    rows.append(timing.row(section, what, mode, dt, shape, {"ratio": None},
+                           f"FAILED: {error}"))
     skipped.append(f"{name} failed: {error}")
   return rows, skipped
 
@@ -432,7 +419,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       r, s = ops_section(args, shape, dtype, draws=not args.no_draw and i == 0,
                          log=log)
       rows += r
-      skipped += [f"{shape_str(shape)} {dtype}: {x}" for x in s]
+      skipped += [f"{timing.shape_str(shape)} {dtype}: {x}" for x in s]
   if not args.no_cross_device:
     r, s = cross_device_section(args, log)
     rows += r

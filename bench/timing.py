@@ -119,3 +119,18 @@ def interleaved(
       name: Timed(times[name], ratios[name], firsts[name], inner[name])
       for name in fns
   }, failed
+
+
+def shape_str(shape) -> str:
+  return "x".join(str(v) for v in shape)
+
+
+def row(section, name, mode, dtype, shape, summary, note="") -> dict:
+  """One result row of the bench's table (`run.py` and `train_step.py`)."""
+  out = {
+      "section": section, "name": name, "mode": mode, "dtype": dtype,
+      "shape": shape_str(shape) if isinstance(shape, tuple) else shape,
+      "note": note,
+  }
+  out.update(summary)
+  return out

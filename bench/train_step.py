@@ -12,7 +12,6 @@ otherwise. Only ratios to the `--aug none` step are reported.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
@@ -59,8 +58,6 @@ class Stepper:
 
 def section(args, log) -> tuple[list, list]:
   """Rows `train` per model: each aug's step time over the `none` step's."""
-  from bench import run  # pylint: disable=g-import-not-at-top
-
   num_classes, size, batch = 10, 32, args.train_batch
   rng = np.random.default_rng(0)
   images = jax.device_put(
@@ -88,11 +85,11 @@ def section(args, log) -> tuple[list, list]:
     base, timed, failed = timing.interleaved(
         steppers.pop("none"), steppers, reps=args.reps,
         target_s=args.target_ms / 1e3, max_inner=100)
-    rows.append(run.row(
+    rows.append(timing.row(
         "train", f"{model_name} step, aug none", "-", "uint8", shape,
         base.summary(), "the denominator: crop+flip, fwd, bwd, SGD"))
     for aug, t in timed.items():
-      rows.append(run.row(
+      rows.append(timing.row(
           "train", f"{model_name} step, aug {aug}", modes[aug], "uint8",
           shape, t.summary(), "x copy here = step time / aug-none step time"))
     skipped += [f"train-step {model_name} {k}: {v}" for k, v in failed.items()]

@@ -6,31 +6,16 @@ Pure functions of an explicit PRNG key that run under `jax.jit`, `vmap`,
 Features", ICCV 2019, arXiv:1905.04899.
 """
 
-from cutmix_jax._src.apply import apply_params
-from cutmix_jax._src.cuboid import apply_cuboid
-from cutmix_jax._src.cuboid import CuboidParams
-from cutmix_jax._src.cuboid import sample_cutmix_cuboid
-from cutmix_jax._src.apply import mix_labels
-from cutmix_jax._src.apply import partner_rows
-from cutmix_jax._src.labels import one_hot
-from cutmix_jax._src.masks import apply_mask_params
-from cutmix_jax._src.masks import MaskParams
-from cutmix_jax._src.masks import mix_mask_labels
-from cutmix_jax._src.masks import sample_fmix
-from cutmix_jax._src.masks import sample_multibox
-from cutmix_jax._src.labels import smooth_labels
-from cutmix_jax._src.ops import cutmix
-from cutmix_jax._src.ops import cutmix_pair
-from cutmix_jax._src.ops import cutout
-from cutmix_jax._src.ops import mix
-from cutmix_jax._src.ops import mixup
-from cutmix_jax._src.ops import resizemix
-from cutmix_jax._src.ops import switch
-from cutmix_jax._src.sampling import box_area
-from cutmix_jax._src.sampling import box_mask
-from cutmix_jax._src.sampling import lam_from_box
-from cutmix_jax._src.sampling import MixParams
-from cutmix_jax._src.sampling import Op
+# Ordered as the modules build on each other: draw types, box arithmetic,
+# pairing, samplers, appliers, labels, targets, then the one-call ops.
+from cutmix_jax._src.params import CuboidParams
+from cutmix_jax._src.params import MaskParams
+from cutmix_jax._src.params import MixParams
+from cutmix_jax._src.params import Op
+from cutmix_jax._src.boxes import box_area
+from cutmix_jax._src.boxes import box_mask
+from cutmix_jax._src.boxes import lam_from_box
+from cutmix_jax._src.pairing import partner_rows
 from cutmix_jax._src.sampling import sample_box
 from cutmix_jax._src.sampling import sample_cutmix
 from cutmix_jax._src.sampling import sample_cutout
@@ -39,9 +24,23 @@ from cutmix_jax._src.sampling import sample_mix
 from cutmix_jax._src.sampling import sample_mixup
 from cutmix_jax._src.sampling import sample_resizemix
 from cutmix_jax._src.sampling import sample_switch
+from cutmix_jax._src.masks import sample_fmix
+from cutmix_jax._src.masks import sample_multibox
+from cutmix_jax._src.cuboid import sample_cutmix_cuboid
+from cutmix_jax._src.apply import apply_params
+from cutmix_jax._src.labels import mix_labels
+from cutmix_jax._src.labels import one_hot
+from cutmix_jax._src.labels import smooth_labels
 from cutmix_jax._src.targets import apply_tree
 from cutmix_jax._src.targets import mix_boxes
 from cutmix_jax._src.targets import MixedBoxes
+from cutmix_jax._src.ops import cutmix
+from cutmix_jax._src.ops import cutmix_pair
+from cutmix_jax._src.ops import cutout
+from cutmix_jax._src.ops import mix
+from cutmix_jax._src.ops import mixup
+from cutmix_jax._src.ops import resizemix
+from cutmix_jax._src.ops import switch
 
 __version__ = "0.2.0"
 
@@ -51,8 +50,6 @@ __all__ = (
     "MixParams",
     "MixedBoxes",
     "Op",
-    "apply_cuboid",
-    "apply_mask_params",
     "apply_params",
     "apply_tree",
     "box_area",
@@ -64,7 +61,6 @@ __all__ = (
     "mix",
     "mix_boxes",
     "mix_labels",
-    "mix_mask_labels",
     "mixup",
     "one_hot",
     "partner_rows",

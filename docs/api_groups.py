@@ -27,12 +27,12 @@ GROUPS: list[tuple[str, str, list[str]]] = [
       "sample_resizemix", "sample_switch", "sample_multibox", "sample_fmix",
       "sample_cutmix_cuboid", "sample_lam", "sample_box"]),
     ("Appliers",
-     "Apply a draw to a batch-major array.",
-     ["apply_params", "apply_mask_params", "apply_cuboid", "partner_rows"]),
+     "Apply any draw (box, mask or cuboid) to a batch-major array.",
+     ["apply_params", "partner_rows"]),
     ("Targets",
      "Apply a draw to what goes with the images: labels, pytrees of dense "
      "maps, detection boxes.",
-     ["mix_labels", "mix_mask_labels", "apply_tree", "mix_boxes", "one_hot",
+     ["mix_labels", "apply_tree", "mix_boxes", "one_hot",
       "smooth_labels"]),
     ("Blocks",
      "Box arithmetic the samplers are built from.",
@@ -58,21 +58,17 @@ SEE_ALSO: dict[str, list[str]] = {
     "sample_resizemix": ["resizemix", "apply_params", "mix_labels",
                          "MixParams"],
     "sample_switch": ["switch", "apply_params", "mix_labels", "MixParams"],
-    "sample_multibox": ["apply_mask_params", "mix_mask_labels", "MaskParams",
+    "sample_multibox": ["apply_params", "mix_labels", "MaskParams",
                         "sample_fmix"],
-    "sample_fmix": ["apply_mask_params", "mix_mask_labels", "MaskParams",
+    "sample_fmix": ["apply_params", "mix_labels", "MaskParams",
                     "sample_multibox"],
-    "sample_cutmix_cuboid": ["apply_cuboid", "CuboidParams", "mix_labels"],
+    "sample_cutmix_cuboid": ["apply_params", "CuboidParams", "mix_labels"],
     "sample_lam": ["sample_box", "cutmix_pair"],
     "sample_box": ["box_mask", "lam_from_box", "sample_lam"],
     "apply_params": ["sample_cutmix", "mix_labels", "apply_tree",
                      "partner_rows"],
-    "apply_mask_params": ["sample_multibox", "sample_fmix",
-                          "mix_mask_labels"],
-    "apply_cuboid": ["sample_cutmix_cuboid", "apply_params"],
     "partner_rows": ["apply_params", "MixParams"],
     "mix_labels": ["apply_params", "one_hot", "smooth_labels"],
-    "mix_mask_labels": ["apply_mask_params", "sample_multibox", "sample_fmix"],
     "apply_tree": ["apply_params", "mix_boxes"],
     "mix_boxes": ["apply_tree", "MixedBoxes"],
     "one_hot": ["smooth_labels", "mix_labels"],
@@ -81,8 +77,8 @@ SEE_ALSO: dict[str, list[str]] = {
     "box_area": ["lam_from_box", "box_mask"],
     "lam_from_box": ["box_area", "sample_box"],
     "MixParams": ["sample_cutmix", "apply_params", "Op"],
-    "MaskParams": ["sample_multibox", "sample_fmix", "apply_mask_params"],
-    "CuboidParams": ["sample_cutmix_cuboid", "apply_cuboid"],
+    "MaskParams": ["sample_multibox", "sample_fmix", "apply_params"],
+    "CuboidParams": ["sample_cutmix_cuboid", "apply_params"],
     "MixedBoxes": ["mix_boxes"],
     "Op": ["MixParams", "sample_switch"],
 }
@@ -117,8 +113,8 @@ Array(0.5, dtype=float32)
 """,
     "CuboidParams": """\
 >>> cuboid = cutmix_jax.sample_cutmix_cuboid(jax.random.key(0), 4, 8, 32, 32)
->>> cuboid.params.lam.shape
-(4,)
+>>> cuboid.lam.shape, cuboid.box.shape, cuboid.time.shape
+((4,), (4, 4), (4, 2))
 """,
     "MixedBoxes": """\
 >>> params = cutmix_jax.sample_cutmix(jax.random.key(0), 2, 32, 32)

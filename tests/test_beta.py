@@ -53,3 +53,8 @@ def test_the_retry_loop_draws_exact_beta(alpha, traced, monkeypatch):
   accept = np.exp(2 * special.gammaln(alpha + 1) - special.gammaln(2 * alpha + 1))
   assert n * (1 - accept) > 50
   _assert_beta(_lam(alpha, traced, n, seed=4), alpha, seed=5)
+
+
+def test_a_traced_nonpositive_alpha_gives_nan():
+  lam = jax.jit(lambda a: cj.sample_lam(jax.random.key(0), a, (3,)))(0.0)
+  assert np.isnan(np.asarray(lam)).all()

@@ -37,8 +37,8 @@ def _run(mode, pairing, placement):
     c = cuboid_lib.sample_cutmix_cuboid(
         key, B, T, H, W, alpha=0.7, prob=0.8, mode=mode, pairing=pairing,
         placement=placement)
-    return (c, cuboid_lib.apply_cuboid(c, x),
-            cj.mix_labels(c.params, labels, num_classes=B))
+    return (c, cj.apply_params(c, x),
+            cj.mix_labels(c, labels, num_classes=B))
   return jax.jit(run)
 
 
@@ -52,8 +52,8 @@ def test_cuboid_lam_is_the_voxel_fraction(mode, pairing, placement):
         jax.random.key(seed), x, jnp.arange(B))
     assert out.dtype == jnp.uint8
     out = np.asarray(out)[..., 0]
-    lam, partner = np.asarray(c.params.lam), np.asarray(c.params.partner)
-    time, box = np.asarray(c.time), np.asarray(c.params.box)
+    lam, partner = np.asarray(c.lam), np.asarray(c.partner)
+    time, box = np.asarray(c.time), np.asarray(c.box)
     for i in range(B):
       own = out[i] == i + 1
       assert set(np.unique(out[i])) <= {i + 1, partner[i] + 1}
@@ -61,7 +61,7 @@ def test_cuboid_lam_is_the_voxel_fraction(mode, pairing, placement):
       want = np.zeros((T, H, W), bool)
       want[time[i, 0]:time[i, 1], box[i, 0]:box[i, 2], box[i, 1]:box[i, 3]] = 1
       np.testing.assert_array_equal(~own, want if partner[i] != i else False)
-      if c.params.op[i] == cj.Op.NONE:
+      if c.op[i] == cj.Op.NONE:
         assert lam[i] == 1 and own.all()
       else:
         assert lam[i] == np.float32(own.sum()) * np.float32(1 / (T * H * W))
@@ -70,7 +70,7 @@ def test_cuboid_lam_is_the_voxel_fraction(mode, pairing, placement):
         assert targets[i, partner[i]] == pytest.approx(1 - lam[i], abs=1e-6)
       np.testing.assert_allclose(targets[i].sum(), 1.0, rtol=1e-6)
     if mode == "batch":
-      assert len(set(map(tuple, time[c.params.op == cj.Op.CUTMIX]))) <= 1
+      assert len(set(map(tuple, time[c.op == cj.Op.CUTMIX]))) <= 1
 
 
 def test_layouts_agree_and_vmap():
@@ -78,8 +78,8 @@ def test_layouts_agree_and_vmap():
   labels = jnp.arange(B)
   c = run(jax.random.key(3), _ids(jnp.uint8), labels)[0]
   x = jax.random.uniform(jax.random.key(1), (B, T, H, W, 3))
-  a = cuboid_lib.apply_cuboid(c, x)
-  b = cuboid_lib.apply_cuboid(c, jnp.moveaxis(x, -1, 1), layout="NCTHW")
+  a = cj.apply_params(c, x)
+  b = cj.apply_params(c, jnp.moveaxis(x, -1, 1), layout="NCTHW")
   np.testing.assert_array_equal(a, jnp.moveaxis(b, 1, -1))
   # vmap over keys agrees with the jitted single draw of the test above.
   keys = jax.random.split(jax.random.key(0), 2)
@@ -91,11 +91,17 @@ def test_layouts_agree_and_vmap():
 def test_errors():
   c = cuboid_lib.sample_cutmix_cuboid(jax.random.key(0), B, T, H, W)
   with pytest.raises(ValueError, match="no time axis"):
-    cuboid_lib.apply_cuboid(c, jnp.zeros((B, H, W, 3)), layout="NHWC")
+    cj.apply_params(c, jnp.zeros((B, H, W, 3)), layout="NHWC")
   with pytest.raises(ValueError, match="drawn for"):
-    cuboid_lib.apply_cuboid(c, jnp.zeros((B, T + 1, H, W, 3)))
-  with pytest.raises(TypeError, match="CuboidParams"):
-    cuboid_lib.apply_cuboid(c.params, jnp.zeros((B, T, H, W, 3)))
+    cj.apply_params(c, jnp.zeros((B, T + 1, H, W, 3)))
+  # The footgun of 0.1: a cuboid's box applied on every frame. A cuboid is
+  # no MixParams and holds none, and a layout without frames is refused.
+  assert not isinstance(c, cj.MixParams) and not hasattr(c, "params")
+  with pytest.raises(ValueError, match="rank 4 but layout 'NTHWC'"):
+    cj.apply_params(c, jnp.zeros((B, H, W, 3)))
+  with pytest.raises(TypeError, match="mix_boxes needs a box draw"):
+    cj.mix_boxes(c, jnp.zeros((B, 1, 4)), jnp.zeros((B, 1)),
+                 jnp.ones((B, 1), bool))
   with pytest.raises(TypeError, match="length"):
     cuboid_lib.sample_cutmix_cuboid(jax.random.key(0), B, 2.0, H, W)
   with pytest.raises(ValueError, match="alpha"):

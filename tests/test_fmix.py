@@ -21,7 +21,7 @@ def _noise(key, batch, height, width, decay_power):
 
 
 def _apply(p, x):
-  return cj.apply_mask_params(p, x)
+  return cj.apply_params(p, x)
 
 
 # Eager: jitting the sampler at these sizes compiles for minutes.

@@ -24,13 +24,13 @@ def _mask_or_cuboid(op, mode, axis_name, key, x, y):
     # The images as clips of 2 frames of 3 x 10.
     clips = x.reshape(batch, 2, 3, 10, 3)
     c = cj.sample_cutmix_cuboid(key, batch, 2, 3, 10, **common)
-    return (cj.apply_cuboid(c, clips).reshape(x.shape),
-            cj.mix_labels(c.params, y, num_classes=5))
+    return (cj.apply_params(c, clips).reshape(x.shape),
+            cj.mix_labels(c, y, num_classes=5))
   if op == "multibox":
     p = cj.sample_multibox(key, batch, 6, 10, n_boxes=2, **common)
   else:
     p = cj.sample_fmix(key, batch, 6, 10, **common)
-  return cj.apply_mask_params(p, x), cj.mix_mask_labels(p, y, num_classes=5)
+  return cj.apply_params(p, x), cj.mix_labels(p, y, num_classes=5)
 
 
 def op_fn(op, mode, axis_name):

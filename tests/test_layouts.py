@@ -31,8 +31,8 @@ def _op(name, key, x, y, **common):
     p = cj.sample_fmix(key, batch, 24, 40, max_soft=0.2, **common)
   elif name == "cuboid":
     c = cj.sample_cutmix_cuboid(key, batch, 4, 6, 40, **common)
-    return (cj.apply_cuboid(c, x.reshape(batch, 4, 6, 40, 3)).reshape(x.shape),
-            cj.mix_labels(c.params, y, num_classes=10))
+    return (cj.apply_params(c, x.reshape(batch, 4, 6, 40, 3)).reshape(x.shape),
+            cj.mix_labels(c, y, num_classes=10))
   else:
     op, _, resize = name.partition("-")
     kwargs = {"resizemix": dict(resize=resize), "mix": dict(mixup_alpha=0.3),
@@ -40,7 +40,7 @@ def _op(name, key, x, y, **common):
     if op == "cutout":
       return cj.cutout(key, x, **common), y
     return getattr(cj, op)(key, x, y, num_classes=10, **common, **kwargs)
-  return cj.apply_mask_params(p, x), cj.mix_mask_labels(p, y, num_classes=10)
+  return cj.apply_params(p, x), cj.mix_labels(p, y, num_classes=10)
 
 
 def _check(name, got, expected):

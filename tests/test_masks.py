@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import cutmix_jax as cj
 from cutmix_jax._src import masks
 
 B, H, W = 6, 10, 12
@@ -34,8 +35,8 @@ def _run(family, mode, pairing, dtype, **options):
   def run(key, x, labels):
     p = sampler[family](key, B, H, W, prob=0.8, mode=mode, pairing=pairing,
                         **options)
-    return (p, masks.apply_mask_params(p, x),
-            masks.mix_mask_labels(p, labels, num_classes=B))
+    return (p, cj.apply_params(p, x),
+            cj.mix_labels(p, labels, num_classes=B))
   return jax.jit(run)
 
 
@@ -85,7 +86,7 @@ def test_fmix_lam_law_and_soft_masks():
   assert ((m > 0) & (m < 1)).any()
   np.testing.assert_allclose(soft.lam, 1 - m.mean((1, 2)), atol=1e-5)
   x = jax.random.uniform(jax.random.key(1), (64, H, W, 3))
-  out = masks.apply_mask_params(soft, x)
+  out = cj.apply_params(soft, x)
   want = x + m[..., None] * (x[::-1] - x)
   np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
 
@@ -107,12 +108,12 @@ def test_segmentation_maps_layouts_and_vmap():
   p = multibox(jax.random.key(2), B, H, W, mode="elem")
   seg = jnp.asarray(np.random.default_rng(0).integers(0, 9, (B, H, W)),
                     jnp.uint8)
-  out = masks.apply_mask_params(p, seg, layout="NHW")
+  out = cj.apply_params(p, seg, layout="NHW")
   np.testing.assert_array_equal(out, jnp.where(p.mask, seg[::-1], seg))
   x = jax.random.uniform(jax.random.key(1), (B, 3, H, W))
   np.testing.assert_array_equal(
-      masks.apply_mask_params(p, x, layout="NCHW"),
-      jnp.moveaxis(masks.apply_mask_params(p, jnp.moveaxis(x, 1, -1)), -1, 1))
+      cj.apply_params(p, x, layout="NCHW"),
+      jnp.moveaxis(cj.apply_params(p, jnp.moveaxis(x, 1, -1)), -1, 1))
   keys = jax.random.split(jax.random.key(0), 2)
   fn = lambda k: masks.sample_multibox(k, B, H, W, mode="elem").mask
   np.testing.assert_array_equal(jax.jit(jax.vmap(fn))(keys)[1],
@@ -135,8 +136,8 @@ def test_errors():
     masks.sample_fmix(key, B, H, W, alpha=0.0)
   p = multibox(key, B, H, W)
   with pytest.raises(ValueError, match="masks are"):
-    masks.apply_mask_params(p, jnp.zeros((B, H, W + 1, 3)))
+    cj.apply_params(p, jnp.zeros((B, H, W + 1, 3)))
   with pytest.raises(ValueError, match="batch size"):
-    masks.apply_mask_params(p, jnp.zeros((B + 1, H, W, 3)))
+    cj.apply_params(p, jnp.zeros((B + 1, H, W, 3)))
   with pytest.raises(TypeError, match="MaskParams"):
-    masks.mix_mask_labels(object(), jnp.arange(B), num_classes=B)
+    cj.mix_labels(object(), jnp.arange(B), num_classes=B)

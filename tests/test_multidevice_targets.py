@@ -1,7 +1,7 @@
 """On the 8 simulated devices: the mask, cuboid and dense-target APIs.
 
-`sample_multibox` / `sample_fmix` + `apply_mask_params` + `mix_mask_labels`,
-`sample_cutmix_cuboid` + `apply_cuboid` on video, and a `sample_cutmix` draw
+`sample_multibox` / `sample_fmix` + `apply_params` + `mix_labels`,
+`sample_cutmix_cuboid` + `apply_params` on video, and a `sample_cutmix` draw
 applied by `apply_tree` (image + integer segmentation map) and `mix_boxes`
 (padded boxes), under:
 
@@ -83,15 +83,15 @@ def run(kind, mode, axis_name, key, d):
     else:
       p = cj.sample_fmix(key, n, H, W, max_soft=0.2 if kind == "fmix_soft"
                          else 0.0, **common)
-    return dict(x=cj.apply_mask_params(p, d["x"]),
-                y=cj.mix_mask_labels(p, d["y"], num_classes=K),
+    return dict(x=cj.apply_params(p, d["x"]),
+                y=cj.mix_labels(p, d["y"], num_classes=K),
                 lam=p.lam, mask=p.mask, partner=p.partner, op=p.op)
   if kind == "cuboid":
     c = cj.sample_cutmix_cuboid(key, n, T, H, W, **common)
-    return dict(x=cj.apply_cuboid(c, d["x"]),
-                y=cj.mix_labels(c.params, d["y"], num_classes=K),
-                lam=c.params.lam, box=c.params.box, time=c.time,
-                partner=c.params.partner, op=c.params.op)
+    return dict(x=cj.apply_params(c, d["x"]),
+                y=cj.mix_labels(c, d["y"], num_classes=K),
+                lam=c.lam, box=c.box, time=c.time,
+                partner=c.partner, op=c.op)
   p = cj.sample_cutmix(key, n, H, W, **common)
   tree = cj.apply_tree(p, {"image": d["x"], "seg": d["seg"]})
   boxes = cj.mix_boxes(p, d["boxes"], d["classes"], d["valid"],

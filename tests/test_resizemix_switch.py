@@ -375,3 +375,11 @@ def test_cross_device_under_pmap_with_boxes_and_maps():
 def test_cross_device_errors(kwargs, match):
   with pytest.raises(ValueError, match=match):
     cj.sample_cutmix(KEY, 4, 8, 8, cross_device=True, **kwargs)
+
+
+def test_mix_switch_probability():
+  params = jax.jit(lambda k: cj.sample_mix(k, 20000, 8, 8, mode="elem",
+                                           switch_prob=0.3))(jax.random.key(0))
+  ops = np.asarray(params.op)
+  mixed = ops != cj.Op.NONE
+  assert abs((ops[mixed] == cj.Op.CUTMIX).mean() - 0.3) < 0.02

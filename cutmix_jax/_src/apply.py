@@ -1,93 +1,32 @@
-"""Applying a draw (`MixParams`) to image batches and labels.
+"""Applying any draw to a batch-major array of pixels.
 
+`apply_params` dispatches on the draw's type while tracing: a box draw
+(`MixParams`), a mask draw (`MaskParams`) or a cuboid draw (`CuboidParams`).
 The pixel work is one elementwise expression over the batch: the box test is
-four comparisons of coordinate iotas against per-sample bounds, and the result
-is a `jnp.where`. XLA fuses it into a single loop that reads each sample and
-its partner once and writes the output once; no mask is materialised.
+four comparisons of coordinate iotas against per-sample bounds
+(`boxes.broadcast_mask`), and the result is a `jnp.where`. XLA fuses it into a
+single loop that reads each sample and its partner once and writes the output
+once; no mask is materialised.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
-from cutmix_jax._src import labels as labels_lib
-from cutmix_jax._src import sampling
+from cutmix_jax._src import boxes
+from cutmix_jax._src import pairing
+from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import sharding
 from cutmix_jax._src import validation
-from cutmix_jax._src.sampling import MixParams, Op
+from cutmix_jax._src.params import CuboidParams, MaskParams, Op, Resize
 
 ArrayLike = jax.typing.ArrayLike
-
-RESIZE_METHODS = ("linear", "nearest")  # ResizeMix's resampling
-
-
-def partner_rows(params, x: jax.Array) -> jax.Array:
-  """Each sample's partner, `x[params.partner]`, as cheaply as the pairing
-  allows: a reversal or a roll inside each group; a gather only for 'permute'
-  (or where an explicit sharding rules the cheap form out).
-
-  >>> from cutmix_jax import sample_mixup
-  >>> p = sample_mixup(jax.random.key(0), 3)  # pairing='flip'
-  >>> partner_rows(p, jnp.array([10, 20, 30])).tolist()
-  [30, 20, 10]
-  """
-  if getattr(params, "exchange_axis", None) is not None:
-    return _partner_rows_across(params, x)
-  batch = x.shape[0]
-  groups = params.groups
-  explicit = sharding.is_explicit(x)
-  gather = params.pairing == "permute" or (
-      explicit
-      and (groups % sharding.batch_shards(x) or params.pairing == "roll")
-      and not (groups == 1 and params.pairing == "flip")
-  )
-  if gather:
-    return sharding.take_rows(x, params.partner)
-  if groups == 1 and params.pairing == "flip":
-    return lax.rev(x, (0,))
-  grouped = sharding.reshape(x, (groups, batch // groups) + x.shape[1:])
-  if params.pairing == "flip":
-    grouped = lax.rev(grouped, (1,))
-  else:
-    grouped = jnp.roll(grouped, 1, axis=1)
-  return sharding.reshape(grouped, x.shape)
-
-
-def _partner_rows_across(params: MixParams, x: jax.Array) -> jax.Array:
-  """Partners on other shards (`cross_device=True`), by one `lax.ppermute`.
-
-  Global 'flip' pairs global sample g with G - 1 - g: shard i's partners are
-  shard n - 1 - i's samples reversed, so each shard swaps its whole batch.
-  Global 'roll' pairs g with g - 1: only each shard's last sample moves, to
-  the next shard.
-  """
-  axis = params.exchange_axis
-  shards = lax.axis_size(axis)
-  if params.pairing == "flip":
-    swapped = lax.ppermute(x, axis, [(i, shards - 1 - i) for i in range(shards)])
-    return lax.rev(swapped, (0,))
-  last = lax.ppermute(x[-1:], axis, [(i, (i + 1) % shards)
-                                      for i in range(shards)])
-  return jnp.concatenate([last, x[:-1]], axis=0)
-
-
-def check_params(params: MixParams, batch: int, name: str) -> None:
-  if not isinstance(params, MixParams):
-    raise TypeError(
-        f"params must be a MixParams from a sample_* function, got "
-        f"{type(params).__name__}."
-    )
-  if params.lam.shape != (batch,):
-    raise ValueError(
-        f"{name} has batch size {batch} but params were drawn for "
-        f"{params.lam.shape[0] if params.lam.ndim else '?'} samples "
-        f"(params.lam {validation.describe(params.lam)})."
-    )
 
 
 def _spatial_view(x: jax.Array, h_axis: int):
@@ -108,28 +47,6 @@ def _spatial_view(x: jax.Array, h_axis: int):
   trailing = math.prod(shape[h_axis + 2 :])
   view_shape = (shape[0], lead, shape[h_axis], shape[h_axis + 1] * trailing)
   return sharding.reshape(x, view_shape), 2, trailing
-
-
-def _in_box(box: jax.Array, shape, h_axis: int, col_scale: int) -> jax.Array:
-  """Bool mask, True inside each sample's box, from iotas vs the bounds.
-
-  The row test is made on a `[batch, .., height, 1]` iota and the column test
-  on a `[batch, .., 1, width]` one; only their AND is broadcast to the full
-  shape, inside the fused select. Comparing full-size iotas instead cost
-  four compares per pixel, which showed on uint8 (1.5x a copy vs 1.3x).
-  """
-  ndim = len(shape)
-  row_shape = [1] * ndim
-  row_shape[0], row_shape[h_axis] = shape[0], shape[h_axis]
-  col_shape = [1] * ndim
-  col_shape[0], col_shape[h_axis + 1] = shape[0], shape[h_axis + 1]
-  rows = lax.broadcasted_iota(jnp.int32, row_shape, h_axis)
-  cols = lax.broadcasted_iota(jnp.int32, col_shape, h_axis + 1)
-  bounds = box.reshape((box.shape[0],) + (1,) * (ndim - 1) + (4,))
-  top, left, bottom, right = (bounds[..., i] for i in range(4))
-  in_rows = (rows >= top) & (rows < bottom)
-  in_cols = (cols >= left * col_scale) & (cols < right * col_scale)
-  return in_rows & in_cols
 
 
 def _per_sample(values: jax.Array, ndim: int) -> jax.Array:
@@ -157,6 +74,15 @@ def _round_to_small_int(value: jax.Array, dtype) -> jax.Array:
   return lax.bitcast_convert_type(low, dtype) if dtype != unsigned else low
 
 
+def _cast_back(out: jax.Array, dtype) -> jax.Array:
+  """A float result back to `dtype`: integers are rounded to nearest (half to
+  even) and clipped to the dtype's range."""
+  if jnp.issubdtype(dtype, jnp.integer):
+    info = jnp.iinfo(dtype)
+    out = jnp.clip(jnp.round(out), info.min, info.max)
+  return out.astype(dtype)
+
+
 def _blend(x, partner, lam):
   """`lam * x + (1 - lam) * partner`, computed in float32 (or wider).
 
@@ -179,110 +105,7 @@ def _blend(x, partner, lam):
     out = partner.astype(jnp.int32).astype(jnp.float32) + w * diff
     return _round_to_small_int(out, dtype)
   partner = partner.astype(compute)
-  out = partner + w * (x.astype(compute) - partner)
-  if jnp.issubdtype(dtype, jnp.integer):
-    info = jnp.iinfo(dtype)
-    out = jnp.clip(jnp.round(out), info.min, info.max)
-  return out.astype(dtype)
-
-
-def apply_params(
-    params: MixParams,
-    x: ArrayLike,
-    *,
-    layout: str = "NHWC",
-    fill_value: ArrayLike = 0,
-    resize: str = "linear",
-) -> jax.Array:
-  """Applies one draw to a batch-major array.
-
-  The same `params` can be applied to images, masks or any array whose
-  spatial axes match the draw, so they all see the same boxes and partners.
-
-  - CutMix samples take the partner's pixels inside their box.
-  - Cutout samples take `fill_value` inside their box.
-  - MixUp samples become `lam * own + (1 - lam) * partner`, computed in
-    float32; integer arrays are rounded to nearest, ties to even (as
-    `np.round`), and cast back (exact for the endpoints, so unmixed samples
-    keep their values).
-  - ResizeMix samples take their whole partner, resized to the box, inside
-    the box (see `resize`).
-  - Other samples are returned unchanged.
-
-  Selects keep the dtype and the exact values of the input.
-
-  Args:
-    params: a draw from any of the box or blend samplers (`sample_cutmix`,
-      `sample_mixup`, `sample_mix`, `sample_cutout`, `sample_resizemix`,
-      `sample_switch`).
-    x: the array, `[batch, height, width, channels]` by default.
-    layout: the axes of `x`: 'NHWC', 'NCHW', 'NHW', or with extra axes such as
-      video 'NTHWC' or 'NCTHW'. Axes other than N, H and W share the box of
-      their sample, so every frame of a clip gets the same box.
-    fill_value: Cutout's fill, a scalar or an array broadcastable to the
-      trailing axes after 'W' (for example per-channel `[channels]`).
-    resize: ResizeMix's resampling: 'linear' (antialiased, computed in
-      float32, rounded back for integer dtypes) or 'nearest' (copies values,
-      for label maps; `apply_tree` uses it for select leaves). Other ops
-      ignore it.
-
-  Returns:
-    An array with the shape and dtype of `x`.
-
-  >>> from cutmix_jax import sample_cutmix
-  >>> x = jnp.arange(2 * 4 * 4).reshape(2, 4, 4, 1)
-  >>> p = sample_cutmix(jax.random.key(0), 2, 4, 4)
-  >>> out = apply_params(p, x)
-  >>> out.shape == x.shape and out.dtype == x.dtype
-  True
-  """
-  x = jnp.asarray(x)
-  batch, height, width, h_axis = validation.check_images(x, layout, "x")
-  check_params(params, batch, "x")
-  if params.height is not None and (height, width) != (
-      params.height,
-      params.width,
-  ):
-    raise ValueError(
-        f"x has spatial size {(height, width)} (layout {layout!r}, "
-        f"{validation.describe(x)}) but params were drawn for "
-        f"{(params.height, params.width)}."
-    )
-  ops = params.possible_ops
-  if Op.RESIZEMIX in ops:
-    validation.check_choice(resize, "resize", RESIZE_METHODS)
-    if resize == "linear" and x.dtype == jnp.bool_:
-      raise TypeError("x of dtype bool needs resize='nearest' for ResizeMix.")
-  if Op.MIXUP in ops and x.dtype == jnp.bool_:
-    raise TypeError("x of dtype bool cannot be blended by MixUp.")
-
-  # Resizing needs the true layout; the other ops run on a folded view.
-  if Op.RESIZEMIX in ops:
-    view, view_h_axis, col_scale = x, h_axis, 1
-  else:
-    view, view_h_axis, col_scale = _spatial_view(x, h_axis)
-  op, box, lam = sampling.honoured(params)
-  in_box = _in_box(box, view.shape, view_h_axis, col_scale)
-  op = _per_sample(op, view.ndim)
-  needs_partner = any(o in ops for o in (Op.CUTMIX, Op.MIXUP, Op.RESIZEMIX))
-  partner = partner_rows(params, view) if needs_partner else None
-  # What each sample takes inside its box, chosen per sample by its op.
-  pasted = None
-  for box_op in (Op.CUTMIX, Op.RESIZEMIX, Op.CUTOUT):
-    if box_op not in ops:
-      continue
-    if box_op == Op.CUTMIX:
-      value = partner
-    elif box_op == Op.RESIZEMIX:
-      value = _resize_into_box(partner, box, view_h_axis, resize)
-    else:
-      value = _fill_row(jnp.asarray(fill_value), x, h_axis,
-                        folded=view is not x)
-    pasted = value if pasted is None else jnp.where(op == box_op, value, pasted)
-  out = view if pasted is None else jnp.where(in_box, pasted, view)
-  if Op.MIXUP in ops:
-    out = jnp.where(op == Op.MIXUP, _blend(view, partner, lam), out)
-  return sharding.reshape(out, x.shape) if out.shape != x.shape else out
+  return _cast_back(partner + w * (x.astype(compute) - partner), dtype)
 
 
 def _resize_into_box(partner, box, h_axis, method):
@@ -323,11 +146,7 @@ def _resize_into_box(partner, box, h_axis, method):
         img.astype(compute), img.shape, (h_axis - 1, h_axis), scale,
         translation, "linear", antialias=True)
 
-  out = jax.vmap(resize)(partner, scale, translation)
-  if jnp.issubdtype(dtype, jnp.integer):
-    info = jnp.iinfo(dtype)
-    out = jnp.clip(jnp.round(out), info.min, info.max)
-  return out.astype(dtype)
+  return _cast_back(jax.vmap(resize)(partner, scale, translation), dtype)
 
 
 def _fill_row(fill, x, h_axis, *, folded):
@@ -347,40 +166,182 @@ def _fill_row(fill, x, h_axis, *, folded):
   return fill.reshape(-1) if folded else fill
 
 
-def mix_labels(
-    params: MixParams,
-    labels: ArrayLike,
+def _apply_box(params, x, h_axis, fill_value, resize):
+  """`apply_params` for a `MixParams`: each sample by its op."""
+  height, width = x.shape[h_axis], x.shape[h_axis + 1]
+  if params.height is not None and (height, width) != (
+      params.height,
+      params.width,
+  ):
+    raise ValueError(
+        f"x has spatial size {(height, width)} ({validation.describe(x)}) "
+        "but params were drawn for "
+        f"{(params.height, params.width)}."
+    )
+  ops = params.possible_ops
+  if Op.RESIZEMIX in ops:
+    validation.check_choice(resize, "resize", params_lib.RESIZES)
+    if resize == "linear" and x.dtype == jnp.bool_:
+      raise TypeError("x of dtype bool needs resize='nearest' for ResizeMix.")
+  if Op.MIXUP in ops and x.dtype == jnp.bool_:
+    raise TypeError("x of dtype bool cannot be blended by MixUp.")
+
+  # Resizing needs the true layout; the other ops run on a folded view.
+  if Op.RESIZEMIX in ops:
+    view, view_h_axis, col_scale = x, h_axis, 1
+  else:
+    view, view_h_axis, col_scale = _spatial_view(x, h_axis)
+  honoured = params_lib.honoured(params)
+  op, box, lam = honoured.op, honoured.box, honoured.lam
+  in_box = boxes.broadcast_mask(box, view.shape, view_h_axis,
+                                col_scale=col_scale)
+  op = _per_sample(op, view.ndim)
+  needs_partner = any(o in ops for o in (Op.CUTMIX, Op.MIXUP, Op.RESIZEMIX))
+  partner = pairing.partner_rows(params, view) if needs_partner else None
+  # What each sample takes inside its box, chosen per sample by its op.
+  pasted = None
+  for box_op in (Op.CUTMIX, Op.RESIZEMIX, Op.CUTOUT):
+    if box_op not in ops:
+      continue
+    if box_op == Op.CUTMIX:
+      value = partner
+    elif box_op == Op.RESIZEMIX:
+      value = _resize_into_box(partner, box, view_h_axis, resize)
+    else:
+      value = _fill_row(jnp.asarray(fill_value), x, h_axis,
+                        folded=view is not x)
+    pasted = value if pasted is None else jnp.where(op == box_op, value, pasted)
+  out = view if pasted is None else jnp.where(in_box, pasted, view)
+  if Op.MIXUP in ops:
+    out = jnp.where(op == Op.MIXUP, _blend(view, partner, lam), out)
+  return sharding.reshape(out, x.shape) if out.shape != x.shape else out
+
+
+def _apply_mask(params, x, h_axis):
+  """`apply_params` for a `MaskParams`: a select for a bool mask, a blend
+  `own + m * (partner - own)` in float32 for a float one."""
+  batch, height, width = x.shape[0], x.shape[h_axis], x.shape[h_axis + 1]
+  if params.mask.shape[1:] != (height, width):
+    raise ValueError(
+        f"x has spatial size {(height, width)} ({validation.describe(x)}) "
+        "but the masks are "
+        f"{tuple(params.mask.shape[1:])}."
+    )
+  shape = (batch,) + (1,) * (h_axis - 1) + (height, width)
+  mask = params_lib.honoured(params).mask
+  mask = mask.reshape(shape + (1,) * (x.ndim - len(shape)))
+  partner = pairing.partner_rows(params, x)
+  if params.mask.dtype == jnp.bool_:
+    return jnp.where(mask, partner, x)
+  if x.dtype == jnp.bool_:
+    raise TypeError("x of dtype bool cannot be blended by a soft mask.")
+  compute = jnp.promote_types(x.dtype, jnp.float32)
+  own = x.astype(compute)
+  return _cast_back(
+      own + mask.astype(compute) * (partner.astype(compute) - own), x.dtype)
+
+
+def _apply_cuboid(params, x, h_axis, t_axis):
+  """`apply_params` for a `CuboidParams`: the partner inside the box on the
+  cuboid's frames only."""
+  height, width = x.shape[h_axis], x.shape[h_axis + 1]
+  if (x.shape[t_axis], height, width) != (
+      params.length, params.height, params.width
+  ):
+    raise ValueError(
+        f"x has (time, height, width) {(x.shape[t_axis], height, width)} "
+        f"({validation.describe(x)}) but the cuboid was "
+        f"drawn for {(params.length, params.height, params.width)}."
+    )
+  honoured = params_lib.honoured(params)
+  # Small factors, broadcast only inside the fused select: the box as
+  # [batch, .., height, 1, ..] & [batch, .., 1, width, ..] and the frames as
+  # [batch, .., time, ..].
+  in_box = boxes.broadcast_mask(honoured.box, x.shape, h_axis)
+  time_shape = [x.shape[0]] + [1] * (x.ndim - 1)
+  time_shape[t_axis] = params.length
+  frames = lax.broadcasted_iota(jnp.int32, time_shape, t_axis)
+  time = honoured.time.reshape((-1,) + (1,) * (x.ndim - 1) + (2,))
+  inside = in_box & (frames >= time[..., 0]) & (frames < time[..., 1])
+  return jnp.where(inside, pairing.partner_rows(params, x), x)
+
+
+def apply_params(
+    params: params_lib.Draw,
+    x: ArrayLike,
     *,
-    num_classes: int | None = None,
-    label_smoothing: ArrayLike = 0.0,
+    layout: Optional[str] = None,
+    fill_value: ArrayLike = 0,
+    resize: Resize = "linear",
 ) -> jax.Array:
-  """Mixes labels with a draw: `lam * y + (1 - lam) * y[partner]`.
+  """Applies one draw to a batch-major array.
+
+  The same draw can be applied to images, masks or any array whose spatial
+  axes match it, so they all see the same regions and partners. Every
+  sample follows its `op`:
+
+  - CutMix samples take the partner's pixels inside their region: the box
+    of a `MixParams`, the mask of a `MaskParams` (a bool mask selects; a
+    float mask blends `own + m * (partner - own)` per pixel, rounded as
+    MixUp is below for integers), or the box on
+    the frames `time[0] <= t < time[1]` of a `CuboidParams`.
+  - Cutout samples take `fill_value` inside their box.
+  - MixUp samples become `lam * own + (1 - lam) * partner`, computed in
+    float32; integer arrays are rounded to nearest, ties to even (as
+    `np.round`), and cast back (exact for the endpoints, so unmixed samples
+    keep their values).
+  - ResizeMix samples take their whole partner, resized to the box, inside
+    the box (see `resize`).
+  - Other samples are returned unchanged.
+
+  Selects keep the dtype and the exact values of the input.
 
   Args:
-    params: the draw that was applied to the images.
-    labels: integer ids `[batch]` (needs `num_classes`) or float targets
-      `[batch, num_classes]`: one-hot, soft or multi-hot, mixed linearly.
-    num_classes: number of classes, for integer labels.
-    label_smoothing: timm's smoothing `s`, applied before mixing: one-hot
-      rows become `off = s / K`, `on = 1 - s + s / K`. May be traced.
+    params: a draw from any sampler: a `MixParams` (`sample_cutmix`,
+      `sample_mixup`, `sample_mix`, `sample_cutout`, `sample_resizemix`,
+      `sample_switch`), a `MaskParams` (`sample_multibox`, `sample_fmix`) or
+      a `CuboidParams` (`sample_cutmix_cuboid`).
+    x: the array, `[batch, height, width, channels]` by default (`[batch,
+      time, height, width, channels]` for a cuboid).
+    layout: the axes of `x`: 'NHWC', 'NCHW', 'NHW', or with extra axes such as
+      video 'NTHWC' or 'NCTHW'. Axes other than N, H and W (and T for a
+      cuboid) share the region of their sample, so every frame of a clip
+      gets the same box or mask. None means 'NHWC', or 'NTHWC' for a
+      `CuboidParams`, which needs a 'T' axis.
+    fill_value: Cutout's fill, a scalar or an array broadcastable to the
+      trailing axes after 'W' (for example per-channel `[channels]`).
+    resize: ResizeMix's resampling: 'linear' (antialiased, computed in
+      float32, rounded back for integer dtypes) or 'nearest' (copies values,
+      for label maps; `apply_tree` uses it for select leaves). Other ops
+      ignore it.
 
   Returns:
-    float `[batch, num_classes]` targets (float32, or wider for wider input).
+    An array with the shape and dtype of `x`.
 
-  >>> from cutmix_jax import sample_mixup
-  >>> p = sample_mixup(jax.random.key(0), 2)
-  >>> y = mix_labels(p, jnp.array([0, 1]), num_classes=2)
-  >>> bool(jnp.allclose(y.sum(-1), 1.0)), bool(jnp.allclose(y[0], y[1, ::-1]))
-  (True, True)
+  >>> from cutmix_jax import sample_cutmix, sample_cutmix_cuboid
+  >>> x = jnp.arange(2 * 4 * 4).reshape(2, 4, 4, 1)
+  >>> p = sample_cutmix(jax.random.key(0), 2, 4, 4)
+  >>> out = apply_params(p, x)
+  >>> out.shape == x.shape and out.dtype == x.dtype
+  True
+  >>> c = sample_cutmix_cuboid(jax.random.key(0), 2, 4, 8, 8)
+  >>> clips = jnp.stack([jnp.zeros((4, 8, 8, 1)), jnp.ones((4, 8, 8, 1))])
+  >>> out = apply_params(c, clips)  # layout 'NTHWC'
+  >>> bool(out[0].mean() == 1 - c.lam[0])  # the pasted voxel fraction
+  True
   """
-  labels = jnp.asarray(labels)
-  batch = params.lam.shape[0] if params.lam.ndim else 0
-  num_classes = validation.check_labels(labels, batch, num_classes)
-  check_params(params, labels.shape[0], "labels")
-  targets = labels_lib.as_targets(labels, num_classes, label_smoothing)
-  _, _, lam = sampling.honoured(params)
-  lam = lam.astype(targets.dtype)[:, None]
-  partner = partner_rows(params, targets)
-  # One multiply, as in `_blend`, so every compilation rounds alike; unmixed
-  # rows are kept exactly.
-  return jnp.where(lam == 1, targets, partner + lam * (targets - partner))
+  x = jnp.asarray(x)
+  cuboid = isinstance(params, CuboidParams)
+  if layout is None:
+    layout = "NTHWC" if cuboid else "NHWC"
+  if cuboid and (not isinstance(layout, str) or "T" not in layout):
+    raise ValueError(
+        f"layout {layout!r} has no time axis 'T', but a CuboidParams pastes "
+        "over a range of frames and needs one (for example 'NTHWC').")
+  batch, _, _, h_axis = validation.check_images(x, layout, "x")
+  params_lib.check(params, batch, "x")
+  if isinstance(params, MaskParams):
+    return _apply_mask(params, x, h_axis)
+  if cuboid:
+    return _apply_cuboid(params, x, h_axis, layout.index("T"))
+  return _apply_box(params, x, h_axis, fill_value, resize)

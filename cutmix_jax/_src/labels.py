@@ -1,10 +1,14 @@
-"""Label helpers: one-hot encoding and label smoothing."""
+"""Labels: one-hot encoding, label smoothing, and mixing them with a draw."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 
+from cutmix_jax._src import pairing
+from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import validation
 
 ArrayLike = jax.typing.ArrayLike
@@ -83,3 +87,48 @@ def as_targets(
   if validation.is_static_number(label_smoothing) and not label_smoothing:
     return targets
   return smooth_labels(targets, label_smoothing)
+
+
+def mix_labels(
+    params: params_lib.Draw,
+    labels: ArrayLike,
+    *,
+    num_classes: Optional[int] = None,
+    label_smoothing: ArrayLike = 0.0,
+) -> jax.Array:
+  """Mixes labels with any draw: `lam * y + (1 - lam) * y[partner]`.
+
+  `lam` is the draw's own-label weight, under an op that mixes labels
+  (CutMix, MixUp, ResizeMix; 1 otherwise): the exact kept fraction of pixels
+  for a box or mask draw, of voxels for a cuboid draw.
+
+  Args:
+    params: the draw that was applied to the images: a `MixParams`,
+      `MaskParams` or `CuboidParams`.
+    labels: integer ids `[batch]` (needs `num_classes`) or float targets
+      `[batch, num_classes]`: one-hot, soft or multi-hot, mixed linearly.
+    num_classes: number of classes, for integer labels.
+    label_smoothing: timm's smoothing `s`, applied before mixing: one-hot
+      rows become `off = s / K`, `on = 1 - s + s / K`. May be traced.
+
+  Returns:
+    float `[batch, num_classes]` targets (float32, or wider for wider input).
+
+  >>> from cutmix_jax import sample_mixup
+  >>> p = sample_mixup(jax.random.key(0), 2)
+  >>> y = mix_labels(p, jnp.array([0, 1]), num_classes=2)
+  >>> bool(jnp.allclose(y.sum(-1), 1.0)), bool(jnp.allclose(y[0], y[1, ::-1]))
+  (True, True)
+  """
+  labels = jnp.asarray(labels)
+  if not isinstance(params, params_lib.DRAW_TYPES):
+    params_lib.check(params, 0, "labels")
+  batch = params.lam.shape[0] if params.lam.ndim else 0
+  num_classes = validation.check_labels(labels, batch, num_classes)
+  params_lib.check(params, labels.shape[0], "labels")
+  targets = as_targets(labels, num_classes, label_smoothing)
+  lam = params_lib.honoured(params).lam.astype(targets.dtype)[:, None]
+  partner = pairing.partner_rows(params, targets)
+  # One multiply, as in `apply_params`' blend, so every compilation rounds
+  # alike; unmixed rows are kept exactly.
+  return jnp.where(lam == 1, targets, partner + lam * (targets - partner))

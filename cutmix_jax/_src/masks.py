@@ -1,8 +1,9 @@
-"""Mask-based mixing: multi-box masks (French et al.) and FMix (Harris et al.).
+"""Mask samplers: multi-box masks (French et al.) and FMix (Harris et al.).
 
 A `MaskParams` draw carries a per-sample mask over the pixels instead of a
 box, and λ is always recomputed from the mask itself, so label weights equal
-pixel fractions exactly, whatever the mask family.
+pixel fractions exactly, whatever the mask family. `apply_params` and
+`mix_labels` apply it.
 """
 
 from __future__ import annotations
@@ -13,76 +14,23 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from cutmix_jax._src import apply
 from cutmix_jax._src import beta
+from cutmix_jax._src import boxes
 from cutmix_jax._src import pairing as pairing_lib
 from cutmix_jax._src import prng
-from cutmix_jax._src import sampling
-from cutmix_jax._src import structure
 from cutmix_jax._src import validation
-from cutmix_jax._src.sampling import MixParams, Op
+from cutmix_jax._src.params import MaskParams, Mode, Op, Pairing
 
 ArrayLike = jax.typing.ArrayLike
 
 
-@dataclasses.dataclass(frozen=True)
-class MaskParams:
-  """One mask-based draw for a batch, from `sample_multibox` or `sample_fmix`.
-
-  Attributes:
-    lam: float32 `[batch]`, the weight of each sample's own label: the
-      fraction of its pixels kept, `1 - mean(mask)`, computed from the mask
-      as `kept * float32(1 / (height * width))` (as `lam_from_box`), where
-      `kept` is the exact count of kept pixels for a bool mask (so `lam`
-      is bit for bit `1 - mean(mask)` when `height * width` is a power of
-      two) and the closed-form sum of `1 - mask` for a soft one; 1 for
-      samples left unchanged.
-    mask: `[batch, height, width]`, where each sample takes its partner. Bool
-      for hard masks (applying them is a select); float32 in [0, 1] for soft
-      masks (the partner's weight per pixel; applying them blends). All
-      False (zero) for samples left unchanged.
-    partner: int32 `[batch]`, the sample each one is mixed with.
-    op: int32 `[batch]`: `Op.CUTMIX` for mixed samples, `Op.NONE` otherwise.
-    pairing: static, as in `MixParams`.
-    groups: static, as in `MixParams`.
-  """
-
-  lam: jax.Array
-  mask: jax.Array
-  partner: jax.Array
-  op: jax.Array
-  pairing: str = "flip"
-  groups: int = 1
-
-
-jax.tree_util.register_dataclass(
-    MaskParams,
-    data_fields=["lam", "mask", "partner", "op"],
-    meta_fields=["pairing", "groups"],
-)
-
-
-def _check_mask_params(params, batch, name):
-  if not isinstance(params, MaskParams):
-    raise TypeError(
-        "params must be a MaskParams from sample_multibox or sample_fmix, got "
-        f"{type(params).__name__}."
-    )
-  if params.lam.shape != (batch,):
-    raise ValueError(
-        f"{name} has batch size {batch} but params were drawn for "
-        f"{params.lam.shape[0]} samples."
-    )
-
-
-def _finish(s, masks, taken):
+def _finish(plan, active, masks, taken):
   """Per-sample masks and λ from per-draw masks and their partner-pixel sums.
 
   `taken` is exact per draw (an integer count, or FMix's closed form), so λ
   does not depend on the order of a float reduction, which differs between
   layouts.
   """
-  plan, active = s.plan, s.active
   mask = masks[plan.draw]
   mask = jnp.where(active[:, None, None], mask, jnp.zeros((), mask.dtype))
   height, width = mask.shape[1:]
@@ -99,19 +47,7 @@ def _finish(s, masks, taken):
   )
 
 
-def _check_range(value, name, lo, hi):
-  try:
-    a, b = (float(v) for v in value)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} must be a pair (lo, hi), got {value!r}.") from None
-  if not lo <= a <= b <= hi:
-    raise ValueError(
-        f"{name} must satisfy {lo} <= lo <= hi <= {hi}, got {value!r}."
-    )
-  return a, b
-
-
-@structure.with_structure_args
+@pairing_lib.with_common_args
 def sample_multibox(
     key: jax.Array,
     batch_size: int,
@@ -123,10 +59,10 @@ def sample_multibox(
     aspect_range: Optional[tuple[float, float]] = None,
     invert: bool = False,
     prob: ArrayLike = 1.0,
-    mode: str = "batch",
-    pairing: str = "flip",
+    mode: Mode = "batch",
+    pairing: Pairing = "flip",
     groups: int = 1,
-    axis_name: sampling.AxisName = None,
+    axis_name: pairing_lib.AxisName = None,
     invariant: bool = False,
 ) -> MaskParams:
   """Draws multi-box CutMix masks with random areas and aspect ratios.
@@ -160,7 +96,7 @@ def sample_multibox(
     aspect_range: `(lo, hi)` with `0 < lo <= hi`, or None for French et
       al.'s rule.
     invert: paste the partner outside the boxes instead of inside.
-{structure_args}
+{common_args}
 
   Returns:
     A `MaskParams` with a bool mask.
@@ -174,40 +110,26 @@ def sample_multibox(
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
   n_boxes = validation.check_size(n_boxes, "n_boxes")
-  lo, hi = _check_range(area_range, "area_range", 0.0, 1.0)
+  area_range = validation.check_range(area_range, "area_range", 0.0, 1.0)
   if aspect_range is not None:
-    a_lo, a_hi = _check_range(aspect_range, "aspect_range", 0.0, float("inf"))
-    if a_lo <= 0:
+    aspect_range = validation.check_range(aspect_range, "aspect_range", 0.0,
+                                          float("inf"))
+    if aspect_range[0] <= 0:
       raise ValueError(f"aspect_range must be > 0, got {aspect_range!r}.")
 
   # Rows from 2 (after 'apply' and 'switch'): per box the area, the aspect
-  # and the position's two coordinates, as [4, n_boxes, num_draws].
-  s = structure.draw_structure(
+  # and the position's two coordinates, as [4, num_draws, n_boxes].
+  plan, active, words = pairing_lib.draw(
       key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
       axis_name=axis_name, invariant=invariant,
       rows=range(2, 2 + 4 * n_boxes))
-  u_all = prng.uniform(s.words).reshape(4, n_boxes, -1).transpose(0, 2, 1)
-  prop = lo + prng.unfused((hi - lo) * u_all[0])
-  u = u_all[1]
-  pos = jnp.stack([u_all[2], u_all[3]], axis=1)
-  if aspect_range is None:
-    # French et al.: height proportion p^u, width p^(1 - u).
-    h_prop = jnp.where(prop > 0, prop ** u, 0.0)
-    w_prop = jnp.where(prop > 0, prop / jnp.where(prop > 0, h_prop, 1.0), 0.0)
-  else:
-    aspect = jnp.exp(jnp.log(a_lo) + prng.unfused(
-        u * (jnp.log(a_hi) - jnp.log(a_lo))))
-    h_prop, w_prop = jnp.sqrt(prop * aspect), jnp.sqrt(prop / aspect)
-  scale = (1.0 / n_boxes) ** 0.5
-  box_h = jnp.clip(jnp.round(h_prop * scale * height), 0, height)
-  box_w = jnp.clip(jnp.round(w_prop * scale * width), 0, width)
-  top = jnp.round((height - box_h) * pos[:, 0])
-  left = jnp.round((width - box_w) * pos[:, 1])
-  boxes = jnp.stack([top, left, top + box_h, left + box_w], -1)
-  masks = sampling.box_mask(boxes.astype(jnp.int32), height, width).any(1)
+  u = prng.uniform(words).reshape(4, n_boxes, -1).transpose(0, 2, 1)
+  draw_boxes = boxes.multibox(u, height, width, area_range=area_range,
+                              aspect_range=aspect_range)
+  masks = boxes.box_mask(draw_boxes, height, width).any(1)
   if invert:
     masks = ~masks
-  return _finish(s, masks, masks.sum((1, 2), dtype=jnp.int32))
+  return _finish(plan, active, masks, masks.sum((1, 2), dtype=jnp.int32))
 
 
 def _fourier_noise(plan, height, width, decay_power):
@@ -231,7 +153,7 @@ def _fourier_noise(plan, height, width, decay_power):
   return jnp.fft.irfft2(spectrum, s=(height, width)).astype(jnp.float32)
 
 
-@structure.with_structure_args
+@pairing_lib.with_common_args
 def sample_fmix(
     key: jax.Array,
     batch_size: int,
@@ -242,10 +164,10 @@ def sample_fmix(
     decay_power: float = 3.0,
     max_soft: float = 0.0,
     prob: ArrayLike = 1.0,
-    mode: str = "batch",
-    pairing: str = "flip",
+    mode: Mode = "batch",
+    pairing: Pairing = "flip",
     groups: int = 1,
-    axis_name: sampling.AxisName = None,
+    axis_name: pairing_lib.AxisName = None,
     invariant: bool = False,
 ) -> MaskParams:
   """Draws FMix masks (Harris et al. 2020, arXiv:2002.12047).
@@ -274,7 +196,7 @@ def sample_fmix(
       smoother.
     max_soft: static softening of the mask edge, in [0, 0.5]; 0 (default)
       for a hard, bool mask.
-{structure_args}
+{common_args}
 
   Returns:
     A `MaskParams`; its mask is bool, or float32 when `max_soft > 0`.
@@ -296,12 +218,11 @@ def sample_fmix(
     raise ValueError(
         f"max_soft must be a static number in [0, 0.5], got {max_soft!r}."
     )
-  s = structure.draw_structure(
+  plan, active, words = pairing_lib.draw(
       key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
       axis_name=axis_name, invariant=invariant,
-      rows=[sampling.LAM_ROW + r for r in beta.rows_needed(alpha)])
-  plan = s.plan
-  lam = beta.lam_from_words(s.words, alpha,
+      rows=[pairing_lib.LAM_ROW + r for r in beta.rows_needed(alpha)])
+  lam = beta.lam_from_words(words, alpha,
                             plan.retry_key(pairing_lib.RETRY_FIRST),
                             col_offset=plan.col_offset)
   n = height * width
@@ -328,7 +249,8 @@ def sample_fmix(
         rank < keep - soft, 0.0, jnp.where(rank >= keep + soft, 1.0, ramp)
     )
     taken = _soft_taken(keep[:, 0], soft[:, 0], n)
-  out = _finish(s, masks.reshape(plan.num_draws, height, width), taken)
+  out = _finish(plan, active, masks.reshape(plan.num_draws, height, width),
+                taken)
   if not validation.is_static_number(alpha):
     # A traced α <= 0 has no λ to draw; let the NaN show, as elsewhere.
     out = dataclasses.replace(
@@ -349,99 +271,3 @@ def _soft_taken(keep, soft, n):
   ramp_sum = (ramp * (2 * first + ramp - 1) // 2).astype(jnp.float32) / (
       jnp.maximum(2 * soft - 1, 1).astype(jnp.float32))
   return full.astype(jnp.float32) + ramp_sum
-
-
-def apply_mask_params(
-    params: MaskParams, x: ArrayLike, *, layout: str = "NHWC"
-) -> jax.Array:
-  """Applies a mask draw to a batch-major array.
-
-  A bool mask selects: each sample takes its partner's values where its
-  mask is True, keeping the dtype and exact values (integer segmentation
-  maps included). A float mask blends, `own + m * (partner - own)` in
-  float32; integer arrays are rounded to nearest (ties to even) and clipped
-  to their range.
-
-  Args:
-    params: a draw from `sample_multibox` or `sample_fmix`.
-    x: the array, `[batch, height, width, channels]` by default.
-    layout: the axes of `x`, as in `apply_params` ('NHWC', 'NCHW', 'NHW',
-      'NTHWC', ...). Axes other than N, H and W share their sample's mask.
-
-  Returns:
-    An array with the shape and dtype of `x`.
-
-  >>> p = sample_multibox(jax.random.key(0), 2, 8, 8)
-  >>> x = jnp.stack([jnp.zeros((8, 8, 3), jnp.uint8), jnp.ones((8, 8, 3),
-  ...                                                          jnp.uint8)])
-  >>> out = apply_mask_params(p, x)
-  >>> out.dtype, bool(jnp.all(out[0, ..., 0] == p.mask[0]))
-  (dtype('uint8'), True)
-  """
-  x = jnp.asarray(x)
-  batch, height, width, h_axis = validation.check_images(x, layout, "x")
-  _check_mask_params(params, batch, "x")
-  if params.mask.shape[1:] != (height, width):
-    raise ValueError(
-        f"x has spatial size {(height, width)} (layout {layout!r}, "
-        f"{validation.describe(x)}) but the masks are "
-        f"{tuple(params.mask.shape[1:])}."
-    )
-  shape = (batch,) + (1,) * (h_axis - 1) + (height, width)
-  mask = params.mask.reshape(shape + (1,) * (x.ndim - len(shape)))
-  partner = apply.partner_rows(params, x)
-  if params.mask.dtype == jnp.bool_:
-    return jnp.where(mask, partner, x)
-  if x.dtype == jnp.bool_:
-    raise TypeError("x of dtype bool cannot be blended by a soft mask.")
-  compute = jnp.promote_types(x.dtype, jnp.float32)
-  own = x.astype(compute)
-  out = own + mask.astype(compute) * (partner.astype(compute) - own)
-  if jnp.issubdtype(x.dtype, jnp.integer):
-    info = jnp.iinfo(x.dtype)
-    out = jnp.clip(jnp.round(out), info.min, info.max)
-  return out.astype(x.dtype)
-
-
-def mix_mask_labels(
-    params: MaskParams,
-    labels: ArrayLike,
-    *,
-    num_classes: Optional[int] = None,
-    label_smoothing: ArrayLike = 0.0,
-) -> jax.Array:
-  """Mixes labels with a mask draw: `lam * y + (1 - lam) * y[partner]`.
-
-  Exactly `mix_labels` with the draw's `lam`, which is the exact kept-pixel
-  fraction of each mask.
-
-  Args:
-    params: the draw applied to the images.
-    labels: integer ids `[batch]` (needs `num_classes`) or float targets
-      `[batch, num_classes]`.
-    num_classes: number of classes, for integer labels.
-    label_smoothing: as in `mix_labels`.
-
-  Returns:
-    float `[batch, num_classes]` targets whose rows sum to 1.
-
-  >>> p = sample_multibox(jax.random.key(0), 2, 8, 8)
-  >>> y = mix_mask_labels(p, jnp.array([0, 1]), num_classes=2)
-  >>> bool(jnp.all(y[:, 0] == jnp.array([p.lam[0], 1 - p.lam[1]])))
-  True
-  """
-  labels = jnp.asarray(labels)
-  _check_mask_params(params, labels.shape[0] if labels.ndim else 0, "labels")
-  as_box_draw = MixParams(
-      lam=params.lam,
-      box=jnp.zeros(params.lam.shape + (4,), jnp.int32),
-      partner=params.partner,
-      op=params.op,
-      pairing=params.pairing,
-      groups=params.groups,
-      ops=(int(Op.CUTMIX),),
-  )
-  return apply.mix_labels(
-      as_box_draw, labels, num_classes=num_classes,
-      label_smoothing=label_smoothing,
-  )

@@ -9,9 +9,13 @@ import jax
 import jax.numpy as jnp
 
 from cutmix_jax._src import apply as apply_lib
+from cutmix_jax._src import boxes
+from cutmix_jax._src import labels as labels_lib
+from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import prng
 from cutmix_jax._src import sampling
 from cutmix_jax._src import validation
+from cutmix_jax._src.params import Mode, Pairing, Placement, Resize
 
 ArrayLike = jax.typing.ArrayLike
 AxisName = sampling.AxisName
@@ -36,10 +40,10 @@ def cutmix(
     num_classes: Optional[int] = None,
     label_smoothing: ArrayLike = 0.0,
     prob: ArrayLike = 1.0,
-    mode: str = "batch",
-    pairing: str = "flip",
+    mode: Mode = "batch",
+    pairing: Pairing = "flip",
     groups: int = 1,
-    placement: str = "official",
+    placement: Placement = "official",
     minmax: Optional[tuple[float, float]] = None,
     layout: str = "NHWC",
     axis_name: AxisName = None,
@@ -107,8 +111,8 @@ def mixup(
     num_classes: Optional[int] = None,
     label_smoothing: ArrayLike = 0.0,
     prob: ArrayLike = 1.0,
-    mode: str = "batch",
-    pairing: str = "flip",
+    mode: Mode = "batch",
+    pairing: Pairing = "flip",
     groups: int = 1,
     layout: str = "NHWC",
     axis_name: AxisName = None,
@@ -153,12 +157,12 @@ def mix(
     cutmix_alpha: ArrayLike = 1.0,
     switch_prob: ArrayLike = 0.5,
     prob: ArrayLike = 1.0,
-    mode: str = "batch",
+    mode: Mode = "batch",
     label_smoothing: ArrayLike = 0.0,
     num_classes: Optional[int] = None,
-    pairing: str = "flip",
+    pairing: Pairing = "flip",
     groups: int = 1,
-    placement: str = "official",
+    placement: Placement = "official",
     cutmix_minmax: Optional[tuple[float, float]] = None,
     layout: str = "NHWC",
     axis_name: AxisName = None,
@@ -200,7 +204,7 @@ def cutout(
     size: Union[int, tuple[int, int], None] = None,
     fill_value: ArrayLike = 0,
     prob: ArrayLike = 1.0,
-    mode: str = "elem",
+    mode: Mode = "elem",
     layout: str = "NHWC",
     axis_name: AxisName = None,
     invariant: bool = False,
@@ -244,12 +248,12 @@ def resizemix(
     labels: ArrayLike,
     *,
     scale: tuple[float, float] = (0.1, 0.8),
-    resize: str = "linear",
+    resize: Resize = "linear",
     num_classes: Optional[int] = None,
     label_smoothing: ArrayLike = 0.0,
     prob: ArrayLike = 1.0,
-    mode: str = "batch",
-    pairing: str = "flip",
+    mode: Mode = "batch",
+    pairing: Pairing = "flip",
     groups: int = 1,
     layout: str = "NHWC",
     axis_name: AxisName = None,
@@ -295,14 +299,14 @@ def switch(
     cutout_size: Union[int, tuple[int, int], None] = None,
     resize_scale: tuple[float, float] = (0.1, 0.8),
     fill_value: ArrayLike = 0,
-    resize: str = "linear",
+    resize: Resize = "linear",
     num_classes: Optional[int] = None,
     label_smoothing: ArrayLike = 0.0,
     prob: ArrayLike = 1.0,
-    mode: str = "batch",
-    pairing: str = "flip",
+    mode: Mode = "batch",
+    pairing: Pairing = "flip",
     groups: int = 1,
-    placement: str = "official",
+    placement: Placement = "official",
     cutmix_minmax: Optional[tuple[float, float]] = None,
     layout: str = "NHWC",
     axis_name: AxisName = None,
@@ -345,7 +349,7 @@ def cutmix_pair(
     image_b: ArrayLike,
     *,
     alpha: ArrayLike = 1.0,
-    placement: str = "official",
+    placement: Placement = "official",
     layout: str = "HWC",
 ) -> tuple[jax.Array, jax.Array]:
   """The textbook two-image `CutMix(img1, img2)`; `vmap` it for batches.
@@ -384,16 +388,16 @@ def cutmix_pair(
         f"({validation.describe(image_a)})."
     )
   validation.check_positive(alpha, "alpha")
-  validation.check_choice(placement, "placement", validation.PLACEMENTS)
+  validation.check_choice(placement, "placement", params_lib.PLACEMENTS)
   # Two nodes, so sample_lam's and sample_box's words are distinct.
   k_lam, k_box = prng.fold_in(key, 0), prng.fold_in(key, 1)
   lam = sampling.sample_lam(k_lam, alpha)
   box = sampling.sample_box(k_box, lam, height, width, placement=placement)
-  mask = sampling.box_mask(box, height, width)
+  mask = boxes.box_mask(box, height, width)
   mask = mask.reshape(
       (1,) * (h_axis - 1) + (height, width) + (1,) * (image_a.ndim - h_axis - 1)
   )
-  lam_used = sampling.lam_from_box(box, height, width)
+  lam_used = boxes.lam_from_box(box, height, width)
   if not validation.is_static_number(alpha):
     lam_used = jnp.where(jnp.isnan(lam), jnp.nan, lam_used)
   return jnp.where(mask, image_b, image_a), lam_used
@@ -403,7 +407,7 @@ def _apply(params, images, labels, layout, num_classes, label_smoothing,
            **apply_options):
   mixed = apply_lib.apply_params(params, images, layout=layout,
                                  **apply_options)
-  targets = apply_lib.mix_labels(
+  targets = labels_lib.mix_labels(
       params, labels, num_classes=num_classes, label_smoothing=label_smoothing
   )
   return mixed, targets

@@ -1,7 +1,8 @@
 """Who mixes with whom, and where each draw's random words come from.
 
 One `Plan` serves every sampler, so all honour `mode`, `pairing`, `groups`,
-`prob`, `axis_name` and `invariant` alike. The sampler's key is a node with
+`prob`, `axis_name` and `invariant` alike; `partner_rows` fetches each
+sample's partner for the appliers. The sampler's key is a node with
 these sub-streams, each a distinct `fold_in`, so no counter is hashed twice:
 
 - `WORDS`: the leaf of the per-draw words, column = draw index (the global
@@ -17,20 +18,31 @@ first, so each shard has its own node.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, Sequence, Union
+import inspect
+from typing import NamedTuple, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from cutmix_jax._src import beta
+from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import prng
+from cutmix_jax._src import sharding
 from cutmix_jax._src import validation
 
-Mode = Literal["batch", "pair", "elem"]
-Pairing = Literal["flip", "roll", "permute"]
 AxisName = Union[str, Sequence[str], None]
 
 WORDS, PERM, RETRY_FIRST, RETRY_SECOND, NOISE = range(5)
+
+# The fixed first row of each part of a box or blend draw's words, in the
+# `WORDS` leaf; mask and cuboid samplers read 'apply' and 'cut_lam' too, and
+# their own rows from 'box'.
+ROWS = {"apply": 0, "switch": 1, "box": 2, "cut_lam": 6,
+        "mix_lam": 6 + beta.ROWS, "cutout_box": 6 + 2 * beta.ROWS,
+        "resize_box": 8 + 2 * beta.ROWS}
+LAM_ROW = ROWS["cut_lam"]  # a sampler's (first) λ
+BOX_ROW = ROWS["box"]  # the first of a sampler's own rows
 
 
 def check_common(key, batch_size, mode, pairing, groups, prob,
@@ -38,8 +50,8 @@ def check_common(key, batch_size, mode, pairing, groups, prob,
   """Validates the options every sampler shares; returns (batch, groups)."""
   validation.check_key(key)
   batch_size = validation.check_size(batch_size, "batch_size")
-  validation.check_choice(mode, "mode", validation.MODES)
-  validation.check_choice(pairing, "pairing", validation.PAIRINGS)
+  validation.check_choice(mode, "mode", params_lib.MODES)
+  validation.check_choice(pairing, "pairing", params_lib.PAIRINGS)
   groups = validation.check_size(groups, "groups")
   if batch_size % groups:
     raise ValueError(
@@ -183,3 +195,138 @@ def plan(key, batch_size, *, mode, pairing, groups, axis_name,
   }[mode]
   return Plan(key=key, partner=partner, draw=draw, num_draws=num_draws,
               col_offset=col_offset, mode=mode, pairing=pairing, groups=groups)
+
+
+def draw(key, batch_size, *, mode, pairing, groups, prob, axis_name,
+         invariant=False, rows=()):
+  """Validates the common options, plans the pairing and reads the words of
+  a mask or cuboid draw in one hash call: row 0 decides `prob`, as for every
+  sampler, and `rows` (which must not include 0) are the sampler's own.
+
+  Returns:
+    `(plan, active, words)`: the `Plan`; bool `[batch]`, whether each sample
+    mixes (its draw was applied and it is not paired with itself); and
+    uint32 `[len(rows), num_draws]`.
+  """
+  batch_size, groups = check_common(
+      key, batch_size, mode, pairing, groups, prob, invariant)
+  p = plan(key, batch_size, mode=mode, pairing=pairing, groups=groups,
+           axis_name=axis_name, invariant=invariant)
+  always = validation.is_static_number(prob) and float(prob) == 1.0
+  words = p.words(((), (0,))[not always] + tuple(rows))
+  if always:
+    applied = jnp.ones((p.num_draws,), bool)
+  else:
+    applied, words = prng.uniform(words[0]) < prob, words[1:]
+  return p, p.per_sample(applied) & p.has_partner, words
+
+
+def partner_rows(params: params_lib.Draw, x: jax.Array) -> jax.Array:
+  """Each sample's partner, `x[params.partner]`, as cheaply as the pairing
+  allows: a reversal or a roll inside each group; a gather only for 'permute'
+  (or where an explicit sharding rules the cheap form out).
+
+  Args:
+    params: any draw.
+    x: a batch-major array `[batch, ...]`.
+
+  Returns:
+    `x[params.partner]`, with the shape and dtype of `x`.
+
+  >>> from cutmix_jax import sample_mixup
+  >>> p = sample_mixup(jax.random.key(0), 3)  # pairing='flip'
+  >>> partner_rows(p, jnp.array([10, 20, 30])).tolist()
+  [30, 20, 10]
+  """
+  if getattr(params, "exchange_axis", None) is not None:
+    return _partner_rows_across(params, x)
+  batch = x.shape[0]
+  groups = params.groups
+  explicit = sharding.is_explicit(x)
+  gather = params.pairing == "permute" or (
+      explicit
+      and (groups % sharding.batch_shards(x) or params.pairing == "roll")
+      and not (groups == 1 and params.pairing == "flip")
+  )
+  if gather:
+    return sharding.take_rows(x, params.partner)
+  if groups == 1 and params.pairing == "flip":
+    return lax.rev(x, (0,))
+  grouped = sharding.reshape(x, (groups, batch // groups) + x.shape[1:])
+  if params.pairing == "flip":
+    grouped = lax.rev(grouped, (1,))
+  else:
+    grouped = jnp.roll(grouped, 1, axis=1)
+  return sharding.reshape(grouped, x.shape)
+
+
+def _partner_rows_across(params, x: jax.Array) -> jax.Array:
+  """Partners on other shards (`cross_device=True`), by one `lax.ppermute`.
+
+  Global 'flip' pairs global sample g with G - 1 - g: shard i's partners are
+  shard n - 1 - i's samples reversed, so each shard swaps its whole batch.
+  Global 'roll' pairs g with g - 1: only each shard's last sample moves, to
+  the next shard.
+  """
+  axis = params.exchange_axis
+  shards = lax.axis_size(axis)
+  if params.pairing == "flip":
+    swapped = lax.ppermute(x, axis, [(i, shards - 1 - i) for i in range(shards)])
+    return lax.rev(swapped, (0,))
+  last = lax.ppermute(x[-1:], axis, [(i, (i + 1) % shards)
+                                      for i in range(shards)])
+  return jnp.concatenate([last, x[:-1]], axis=0)
+
+
+# The options every sampler shares, documented once; `with_common_args`
+# puts the entries of a sampler's own parameters into its docstring.
+_COMMON_ARGS = {
+    "prob": """\
+prob: chance of mixing at all (the official `cutmix_prob`), applied once:
+  per batch in 'batch' mode, per pair in 'pair' mode, per sample in
+  'elem' mode. May be traced.""",
+    "mode": """\
+mode: 'batch' (one draw for the whole batch, as in the paper), 'pair'
+  (a sample and its partner share one draw, so they swap the same region)
+  or 'elem' (an independent draw per sample). Per-sample modes cost the
+  same as 'batch': the pixel work is one fused select either way.""",
+    "pairing": """\
+pairing: 'flip' pairs sample i with batch - 1 - i (a reversal, the cheapest
+  to apply; an odd batch's middle sample is paired with itself and so is
+  left unchanged), 'roll' pairs i with i - 1 (torchvision's rule) and
+  'permute' uses a random permutation as the official code does
+  (self-pairs can occur; a self-paired sample is unchanged).""",
+    "groups": """\
+groups: split the batch into this many equal contiguous blocks and pair
+  only inside each. With the batch sharded over `groups` devices no image
+  crosses a device, under plain `jax.jit` too.""",
+    "axis_name": """\
+axis_name: inside `shard_map` or `pmap`, the mapped axis (or axes) whose
+  index is folded into the key, so that a replicated key gives each shard
+  its own draw. Pairing stays inside the shard.""",
+    "invariant": """\
+invariant: make every draw a function of the key and the global sample
+  index only, so the same global batch gets bit-identical draws on 1, 2,
+  4 or 8 devices, under `jit`, `shard_map` or `pmap` (with `axis_name`,
+  shards are taken as consecutive blocks of the global batch). Sample
+  (or pair) i reads column i of the key's words, and pairs are the global
+  samples (2k, 2k + 1), so the per-shard batch must be even and mode
+  'elem' or 'pair'; `pairing` and `groups` are then not used.""",
+    "cross_device": """\
+cross_device: with `axis_name`, pair over the global batch instead of
+  inside each shard: the draw equals a single-device draw for the global
+  batch (shards taken as consecutive blocks), and partners are fetched
+  with one `lax.ppermute`: 'flip' moves every shard's whole batch (shard
+  i swaps with shard n - 1 - i), 'roll' moves one sample per shard. So a
+  per-device batch of 1 or 2 still gets real mixing.""",
+}
+
+
+def with_common_args(fn):
+  """Fills `{common_args}` in a sampler's docstring with the shared options
+  it takes, in the order of its signature."""
+  names = [n for n in inspect.signature(fn).parameters if n in _COMMON_ARGS]
+  text = "\n".join(
+      "    " + line for n in names for line in _COMMON_ARGS[n].splitlines())
+  fn.__doc__ = fn.__doc__.replace("{common_args}\n", text + "\n")
+  return fn

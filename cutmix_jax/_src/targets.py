@@ -1,8 +1,8 @@
 """One draw applied to dense and structured targets: pytrees and boxes.
 
-`apply_tree` applies a `MixParams` draw to every array of a pytree (images,
+`apply_tree` applies any draw to every array of a pytree (images,
 segmentation maps, weight or depth maps, soft label maps), choosing per leaf
-whether the op may blend or must select. `mix_boxes` applies the same draw to
+whether the op may blend or must select. `mix_boxes` applies a box draw to
 padded detection boxes, with static shapes throughout.
 """
 
@@ -10,20 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import dataclasses
-from typing import Any, NamedTuple, Optional
+from typing import Any, Literal, NamedTuple, Optional, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from cutmix_jax._src import apply
-from cutmix_jax._src import sampling
+from cutmix_jax._src import boxes as boxes_lib
+from cutmix_jax._src import pairing
+from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import validation
-from cutmix_jax._src.sampling import MixParams, Op
+from cutmix_jax._src.params import CuboidParams, MaskParams, MixParams, Op
 
 ArrayLike = jax.typing.ArrayLike
 
-KINDS = ("auto", "blend", "select", "keep")
+Kind = Literal["auto", "blend", "select", "keep"]
+KINDS: tuple[str, ...] = get_args(Kind)
 
 # Default layouts by rank: masks, images, videos.
 _LAYOUT_BY_RANK = {3: "NHW", 4: "NHWC", 5: "NTHWC"}
@@ -85,10 +88,15 @@ def _select(params, x, layout, ignore_value):
   larger weight) or stay unchanged; Cutout leaves the map alone unless
   `ignore_value` is set; ResizeMix resizes the map by nearest neighbour.
   """
+  if isinstance(params, MaskParams):
+    return _select_mask(params, x, layout, ignore_value)
+  if isinstance(params, CuboidParams):
+    return apply.apply_params(params, x, layout=layout)
   ops = params.possible_ops
   if ops == (Op.CUTOUT,) and ignore_value is None:
     return x
-  op, box, lam = sampling.honoured(params)
+  honoured = params_lib.honoured(params)
+  op, box, lam = honoured.op, honoured.box, honoured.lam
   if Op.CUTOUT in ops and ignore_value is None:
     box = jnp.where((op == Op.CUTOUT)[:, None], 0, box)
     op = jnp.where(op == Op.CUTOUT, Op.NONE, op)
@@ -111,18 +119,38 @@ def _select(params, x, layout, ignore_value):
                            resize="nearest")
   if Op.MIXUP not in ops or ignore_value is None:
     return out
-  disagree = (x != apply.partner_rows(params, x)) & is_mixup.reshape(
+  disagree = (x != pairing.partner_rows(params, x)) & is_mixup.reshape(
       (-1,) + (1,) * (x.ndim - 1)
   )
   return jnp.where(disagree, jnp.asarray(ignore_value, x.dtype), out)
 
 
+def _select_mask(params, x, layout, ignore_value):
+  """A mask draw without blending: per pixel, the source with the larger
+  weight (a soft mask's partner weight above 0.5 takes the partner; a tie
+  keeps its own); with `ignore_value` set, `ignore_value` where a soft mask
+  blends and the two maps disagree. A bool mask is a select already."""
+  if params.mask.dtype == jnp.bool_:
+    return apply.apply_params(params, x, layout=layout)
+  hard = dataclasses.replace(params, mask=params.mask > 0.5)
+  out = apply.apply_params(hard, x, layout=layout)
+  if ignore_value is None:
+    return out
+  _, height, width, h_axis = validation.check_images(x, layout, "tree leaf")
+  mask = params_lib.honoured(params).mask
+  blends = ((mask > 0) & (mask < 1)).reshape(
+      (x.shape[0],) + (1,) * (h_axis - 1) + (height, width)
+      + (1,) * (x.ndim - h_axis - 2))
+  disagree = (x != pairing.partner_rows(params, x)) & blends
+  return jnp.where(disagree, jnp.asarray(ignore_value, x.dtype), out)
+
+
 def apply_tree(
-    params: MixParams,
+    params: params_lib.Draw,
     tree: Any,
     *,
     layouts: Any = None,
-    kinds: Any = None,
+    kinds: Any = None,  # Kind, or a pytree or dict of them
     ignore_value: Optional[ArrayLike] = None,
     fill_value: ArrayLike = 0,
 ) -> Any:
@@ -147,12 +175,17 @@ def apply_tree(
     map into the box by nearest neighbour.
   - 'keep': returned as it is (per-sample metadata such as image ids).
 
+  A mask or cuboid draw pastes its region into every leaf alike; select
+  leaves under a soft (float) mask take, per pixel, the source with the
+  larger weight (a tie keeps its own), or with `ignore_value` set, the common
+  value where the mask blends and the maps agree and `ignore_value` where
+  they differ.
+
   Under MixUp the label weight `lam` refers to the blended images; a
   selected map is a hard target for the source it came from.
 
   Args:
-    params: a draw from `sample_cutmix`, `sample_mixup`, `sample_mix` or
-      `sample_cutout`.
+    params: any draw: a `MixParams`, `MaskParams` or `CuboidParams`.
     tree: a pytree (dict, tuple, list, ...) of batch-major arrays with the
       draw's batch size and spatial size.
     layouts: the layout of each leaf, as `apply_params`'s `layout`: one
@@ -181,11 +214,8 @@ def apply_tree(
   >>> out["seg"].dtype, sorted(set(out["seg"].ravel().tolist()))  # no blend
   (dtype('uint8'), [0, 1])
   """
-  if not isinstance(params, MixParams):
-    raise TypeError(
-        "params must be a MixParams from a sample_* function, got "
-        f"{type(params).__name__}."
-    )
+  if not isinstance(params, params_lib.DRAW_TYPES):
+    params_lib.check(params, 0, "tree")
   leaves, treedef = jax.tree.flatten(tree)
   layouts = _per_leaf(layouts, tree, "layouts", (str,))
   kinds = _per_leaf(kinds, tree, "kinds", (str,))
@@ -249,12 +279,6 @@ class MixedBoxes(NamedTuple):
   dropped: jax.Array
 
 
-def _area(box):
-  return jnp.maximum(box[..., 2] - box[..., 0], 0) * jnp.maximum(
-      box[..., 3] - box[..., 1], 0
-  )
-
-
 def _shrink_to_visible(box, cut):
   """The bounding box of `box` minus `cut`, for boxes not fully covered.
 
@@ -295,7 +319,7 @@ def _resize_boxes(boxes, paste, height, width):
 
 
 def mix_boxes(
-    params: MixParams,
+    params: params_lib.Draw,
     boxes: ArrayLike,
     classes: ArrayLike,
     valid: ArrayLike,
@@ -362,11 +386,16 @@ def mix_boxes(
   >>> out.boxes[0, 0].tolist(), out.classes[:, 0].tolist()
   ([0, 1, 4, 2], [7, 7])
   """
-  if not isinstance(params, MixParams):
+  if isinstance(params, (MaskParams, CuboidParams)):
     raise TypeError(
-        "params must be a MixParams from a sample_* function, got "
-        f"{type(params).__name__}."
-    )
+        f"mix_boxes needs a box draw (MixParams), got a "
+        f"{type(params).__name__}: which detection boxes stay visible is "
+        "decided against one rectangle per sample, and a "
+        + ("mask is not a rectangle." if isinstance(params, MaskParams) else
+           "cuboid covers only some frames of a clip, so a clip's boxes would "
+           "differ per frame."))
+  if not isinstance(params, MixParams):
+    params_lib.check(params, 0, "boxes")
   boxes, classes, valid = (jnp.asarray(v) for v in (boxes, classes, valid))
   batch = params.lam.shape[0]
   if boxes.ndim != 3 or boxes.shape[0] != batch or boxes.shape[2] != 4:
@@ -393,7 +422,8 @@ def mix_boxes(
 
   # Areas in float32 (exact for integer corners below 2**12 per side).
   f32 = jnp.promote_types(boxes.dtype, jnp.float32)
-  op, box, _ = sampling.honoured(params)
+  honoured = params_lib.honoured(params)
+  op, box = honoured.op, honoured.box
   cut = box.astype(boxes.dtype)[:, None, :]
   op = op[:, None]
   covers = (op == Op.CUTMIX) | (op == Op.CUTOUT) | (op == Op.RESIZEMIX)
@@ -403,8 +433,8 @@ def mix_boxes(
        jnp.minimum(boxes[..., 2:], cut[..., 2:])],
       axis=-1,
   )
-  area = _area(boxes).astype(f32)
-  inside_area = _area(inside).astype(f32)
+  area = boxes_lib.box_area(boxes).astype(f32)
+  inside_area = boxes_lib.box_area(inside).astype(f32)
   visible = area - inside_area
   threshold = jnp.asarray(min_visible, f32) * area
   keep_own = valid & (~covers | ((visible > 0) & (visible >= threshold)))
@@ -413,15 +443,16 @@ def mix_boxes(
     own = jnp.where(covers[..., None], _shrink_to_visible(boxes, cut), boxes)
 
   p_boxes, p_classes, p_valid = (
-      apply.partner_rows(params, v) for v in (boxes, classes, valid)
+      pairing.partner_rows(params, v) for v in (boxes, classes, valid)
   )
   p_inside = jnp.concatenate(
       [jnp.maximum(p_boxes[..., :2], cut[..., :2]),
        jnp.minimum(p_boxes[..., 2:], cut[..., 2:])],
       axis=-1,
   )
-  p_inside_area = _area(p_inside).astype(f32)
-  p_threshold = jnp.asarray(min_visible, f32) * _area(p_boxes).astype(f32)
+  p_inside_area = boxes_lib.box_area(p_inside).astype(f32)
+  p_area = boxes_lib.box_area(p_boxes).astype(f32)
+  p_threshold = jnp.asarray(min_visible, f32) * p_area
   gain_cut = (op == Op.CUTMIX) & (p_inside_area > 0) & (
       p_inside_area >= p_threshold
   )
@@ -434,7 +465,7 @@ def mix_boxes(
           f"are {(params.height, params.width)}.")
     resized = _resize_boxes(p_boxes, box, params.height, params.width)
     is_resize = op == Op.RESIZEMIX
-    gain_cut = gain_cut | (is_resize & (_area(resized) > 0))
+    gain_cut = gain_cut | (is_resize & (boxes_lib.box_area(resized) > 0))
     gained = jnp.where(is_resize[..., None], resized, gained)
   gain = p_valid & (gain_cut | (op == Op.MIXUP))
 

@@ -13,11 +13,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-MODES = ("batch", "pair", "elem")
-PAIRINGS = ("flip", "roll", "permute")
-PLACEMENTS = ("official", "inside")
-
-
 def describe(x: Any) -> str:
   """A short 'shape dtype' description of an argument for error messages."""
   shape = getattr(x, "shape", None)
@@ -74,6 +69,20 @@ def check_probability(x: Any, name: str) -> None:
   check_scalar(x, name)
   if is_static_number(x) and not 0.0 <= float(x) <= 1.0:
     raise ValueError(f"{name} must be in [0, 1], got {float(x)}.")
+
+
+def check_range(value: Any, name: str, lo: float,
+                hi: float) -> tuple[float, float]:
+  """A static pair `(a, b)` with `lo <= a <= b <= hi`, as floats."""
+  try:
+    a, b = (float(v) for v in value)
+  except (TypeError, ValueError):
+    raise ValueError(
+        f"{name} must be a pair (lo, hi) of floats, got {value!r}.") from None
+  if not lo <= a <= b <= hi:
+    raise ValueError(
+        f"{name} must satisfy {lo} <= lo <= hi <= {hi}, got {value!r}.")
+  return a, b
 
 
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> None:

@@ -1,15 +1,17 @@
-"""The sampler against the paper's: λ's law, box sides, pasted fractions.
+"""The box rules (`boxes.py`): against the paper's sampler, and the mask.
 
 All KS tests use fixed seeds, so they are deterministic; the thresholds are
 loose enough that a correct sampler passes with any seed.
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
 
 import cutmix_jax as cj
+from cutmix_jax._src import boxes
 
 P_MIN = 1e-3
 
@@ -95,11 +97,6 @@ def test_inside_placement_keeps_the_whole_box():
   np.testing.assert_allclose(lam, 1 - cj.box_area(boxes) / 140, atol=1e-6)
 
 
-def test_a_traced_nonpositive_alpha_gives_nan():
-  lam = jax.jit(lambda a: cj.sample_lam(jax.random.key(0), a, (3,)))(0.0)
-  assert np.isnan(np.asarray(lam)).all()
-
-
 def test_minmax_box_sides_are_uniform_in_range():
   boxes, lam = draw_boxes(4000, 20, 30, minmax=(0.2, 0.6))
   heights, widths = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
@@ -108,9 +105,22 @@ def test_minmax_box_sides_are_uniform_in_range():
   np.testing.assert_allclose(lam, 1 - heights * widths / 600, atol=1e-6)
 
 
-def test_mix_switch_probability():
-  params = jax.jit(lambda k: cj.sample_mix(k, 20000, 8, 8, mode="elem",
-                                           switch_prob=0.3))(jax.random.key(0))
-  ops = np.asarray(params.op)
-  mixed = ops != cj.Op.NONE
-  assert abs((ops[mixed] == cj.Op.CUTMIX).mean() - 0.3) < 0.02
+def test_the_image_path_mask_is_the_broadcast_box_mask():
+  box = jnp.array([[1, 2, 4, 7], [0, 0, 5, 8], [3, 3, 3, 6], [2, 5, 9, 1]])
+  want = np.asarray(cj.box_mask(box, 5, 8))
+  # [batch, channels-first, H, W] and a folded [batch, 1, H, W * 3] view.
+  got = boxes.broadcast_mask(box, (4, 2, 5, 8), 2)
+  np.testing.assert_array_equal(np.broadcast_to(got, (4, 2, 5, 8)),
+                                np.repeat(want[:, None], 2, 1))
+  folded = boxes.broadcast_mask(box, (4, 1, 5, 24), 2, col_scale=3)
+  np.testing.assert_array_equal(np.broadcast_to(folded, (4, 1, 5, 24))[:, 0],
+                                np.repeat(want, 3, axis=2))
+  # Leading axes of any rank, as the multi-box masks use.
+  np.testing.assert_array_equal(cj.box_mask(box.reshape(2, 2, 4), 5, 8),
+                                want.reshape(2, 2, 5, 8))
+
+
+def test_box_area_counts_pixels_and_measures_float_boxes():
+  assert cj.box_area(jnp.array([[1, 0, 3, 2], [2, 2, 1, 5]])).tolist() == [4, 0]
+  area = cj.box_area(jnp.array([0.5, 1.0, 2.0, 3.5]))
+  assert area.dtype == jnp.float32 and float(area) == 3.75
