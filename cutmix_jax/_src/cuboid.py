@@ -16,6 +16,7 @@ from jax import lax
 
 from cutmix_jax._src import apply
 from cutmix_jax._src import beta
+from cutmix_jax._src import compiled
 from cutmix_jax._src import pairing as pairing_lib
 from cutmix_jax._src import prng
 from cutmix_jax._src import sampling
@@ -67,6 +68,7 @@ def _span(bits, cut, size, placement):
   return start, start + cut
 
 
+@compiled.compiled
 @structure.with_structure_args
 def sample_cutmix_cuboid(
     key: jax.Array,

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from cutmix_jax._src import apply
 from cutmix_jax._src import beta
+from cutmix_jax._src import compiled
 from cutmix_jax._src import pairing as pairing_lib
 from cutmix_jax._src import prng
 from cutmix_jax._src import sampling
@@ -107,6 +108,7 @@ def _check_range(value, name, lo, hi):
   return a, b
 
 
+@compiled.compiled
 @structure.with_structure_args
 def sample_multibox(
     key: jax.Array,
@@ -226,6 +228,7 @@ def _fourier_noise(plan, height, width, decay_power):
   return jnp.fft.irfft2(spectrum, s=(height, width)).astype(jnp.float32)
 
 
+@compiled.compiled
 @structure.with_structure_args
 def sample_fmix(
     key: jax.Array,

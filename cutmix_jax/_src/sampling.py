@@ -18,6 +18,7 @@ from jax import lax
 import numpy as np
 
 from cutmix_jax._src import beta
+from cutmix_jax._src import compiled
 from cutmix_jax._src import pairing as pairing_lib
 from cutmix_jax._src import prng
 from cutmix_jax._src import validation
@@ -150,6 +151,7 @@ def honoured(params) -> tuple[jax.Array, jax.Array, jax.Array]:
 # λ ~ Beta(α, α)
 
 
+@compiled.compiled
 def sample_lam(
     key: jax.Array, alpha: ArrayLike, shape: Sequence[int] = ()
 ) -> jax.Array:
@@ -253,6 +255,7 @@ def lam_from_box(box: ArrayLike, height: int, width: int) -> jax.Array:
   return kept.astype(jnp.float32) * jnp.float32(1.0 / (height * width))
 
 
+@compiled.compiled
 def sample_box(
     key: jax.Array,
     lam: ArrayLike,
@@ -585,6 +588,7 @@ def _check_alpha_or_off(alpha, name):
   validation.check_positive(alpha, name, allow_zero=True)
 
 
+@compiled.compiled
 @_with_common_args
 def sample_cutmix(
     key: jax.Array,
@@ -659,6 +663,7 @@ def _check_minmax(minmax):
   return lo, hi
 
 
+@compiled.compiled
 @_with_common_args
 def sample_mixup(
     key: jax.Array,
@@ -704,6 +709,7 @@ def sample_mixup(
   )
 
 
+@compiled.compiled
 @_with_common_args
 def sample_mix(
     key: jax.Array,
@@ -783,6 +789,7 @@ def sample_mix(
   )
 
 
+@compiled.compiled
 def sample_cutout(
     key: jax.Array,
     batch_size: int,
@@ -866,6 +873,7 @@ def _check_scale(scale, name):
   return lo, hi
 
 
+@compiled.compiled
 @_with_common_args
 def sample_resizemix(
     key: jax.Array,
@@ -924,6 +932,7 @@ def sample_resizemix(
 SWITCH_OPS = ("cutmix", "mixup", "cutout", "resizemix")
 
 
+@compiled.compiled
 @_with_common_args
 def sample_switch(
     key: jax.Array,
