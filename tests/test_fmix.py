@@ -24,7 +24,7 @@ def _apply(p, x):
   return cj.apply_params(p, x)
 
 
-# Eager: jitting the sampler at these sizes compiles for minutes.
+# Enough draws for a smooth spectrum; small images keep the FFTs cheap.
 B, H, W = 128, 20, 28
 
 

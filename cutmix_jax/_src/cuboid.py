@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from cutmix_jax._src import beta
 from cutmix_jax._src import boxes
+from cutmix_jax._src import compiled
 from cutmix_jax._src import pairing as pairing_lib
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import validation
@@ -21,6 +22,7 @@ from cutmix_jax._src.params import CuboidParams, Mode, Op, Pairing, Placement
 ArrayLike = jax.typing.ArrayLike
 
 
+@compiled.compiled
 @pairing_lib.with_common_args
 def sample_cutmix_cuboid(
     key: jax.Array,

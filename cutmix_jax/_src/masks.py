@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from cutmix_jax._src import beta
 from cutmix_jax._src import boxes
+from cutmix_jax._src import compiled
 from cutmix_jax._src import pairing as pairing_lib
 from cutmix_jax._src import prng
 from cutmix_jax._src import validation
@@ -47,6 +48,7 @@ def _finish(plan, active, masks, taken):
   )
 
 
+@compiled.compiled
 @pairing_lib.with_common_args
 def sample_multibox(
     key: jax.Array,
@@ -153,6 +155,7 @@ def _fourier_noise(plan, height, width, decay_power):
   return jnp.fft.irfft2(spectrum, s=(height, width)).astype(jnp.float32)
 
 
+@compiled.compiled
 @pairing_lib.with_common_args
 def sample_fmix(
     key: jax.Array,

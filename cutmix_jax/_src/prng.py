@@ -51,6 +51,11 @@ def record_hashes():
     _recorded = previous
 
 
+def recording() -> bool:
+  """Whether `record_hashes` is active (a draw must then be traced afresh)."""
+  return _recorded is not None
+
+
 def threefry2x32(k0, k1, x0, x1):
   """Threefry-2x32 (20 rounds), unrolled, as JAX computes it on GPUs.
 
@@ -134,7 +139,13 @@ def bits(key: jax.Array, rows: Sequence[int], cols: int, *,
                                  jnp.broadcast_to(pair, column.shape))
     words = jnp.stack([first, second], axis=1)
   index = {p: i for i, p in enumerate(pairs)}
-  picked = jnp.stack([words[index[r // 2], r % 2] for r in rows])
+  flat = [2 * index[r // 2] + r % 2 for r in rows]
+  if flat == list(range(2 * len(pairs))):
+    # Every word in order (FMix's noise: a thousand rows): one reshape, not
+    # a slice per row, which took XLA minutes to compile.
+    picked = words.reshape(len(rows), cols)
+  else:
+    picked = jnp.stack([words[index[r // 2], r % 2] for r in rows])
   return lax.optimization_barrier(picked)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from cutmix_jax._src import beta
 from cutmix_jax._src import boxes
+from cutmix_jax._src import compiled
 from cutmix_jax._src import pairing as pairing_lib
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import prng
@@ -257,6 +258,7 @@ def _sample(
   )
 
 
+@compiled.compiled
 def sample_lam(
     key: jax.Array, alpha: ArrayLike, shape: Sequence[int] = ()
 ) -> jax.Array:
@@ -292,6 +294,7 @@ def sample_lam(
   return lam.reshape(shape)
 
 
+@compiled.compiled
 def sample_box(
     key: jax.Array,
     lam: ArrayLike,
@@ -331,6 +334,7 @@ def sample_box(
   )
 
 
+@compiled.compiled
 @pairing_lib.with_common_args
 def sample_cutmix(
     key: jax.Array,
@@ -400,6 +404,7 @@ def sample_cutmix(
   )
 
 
+@compiled.compiled
 @pairing_lib.with_common_args
 def sample_mixup(
     key: jax.Array,
@@ -445,6 +450,7 @@ def sample_mixup(
   )
 
 
+@compiled.compiled
 @pairing_lib.with_common_args
 def sample_mix(
     key: jax.Array,
@@ -525,6 +531,7 @@ def sample_mix(
   )
 
 
+@compiled.compiled
 def sample_cutout(
     key: jax.Array,
     batch_size: int,
@@ -587,6 +594,7 @@ def sample_cutout(
   )
 
 
+@compiled.compiled
 @pairing_lib.with_common_args
 def sample_resizemix(
     key: jax.Array,
@@ -642,6 +650,7 @@ def sample_resizemix(
   )
 
 
+@compiled.compiled
 @pairing_lib.with_common_args
 def sample_switch(
     key: jax.Array,
