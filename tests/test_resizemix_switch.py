@@ -1,6 +1,7 @@
 """ResizeMix, the switch among all ops, and cross-device pairing."""
 
 import dataclasses
+import functools
 
 import hypothesis
 from hypothesis import strategies as st
@@ -194,6 +195,13 @@ def test_switch_applies_each_samples_own_op(mode, dtype):
     np.testing.assert_array_equal(np.asarray(p.op)[partner], p.op)
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted_switch(mode):
+  # One compile per batch size and mode; eagerly every new shape costs more.
+  return jax.jit(lambda k, x, y: cj.switch(
+      k, x, y, num_classes=3, probs=ALL, mode=mode, prob=0.8, fill_value=0.0))
+
+
 @hypothesis.settings(max_examples=12, deadline=None)
 @hypothesis.given(seed=st.integers(0, 2**31 - 1),
                   batch=st.sampled_from([1, 2, 5, 8]),
@@ -201,8 +209,7 @@ def test_switch_applies_each_samples_own_op(mode, dtype):
 def test_switch_label_weight_is_the_pasted_fraction(seed, batch, mode):
   x = _images((batch, 6, 7, 2), np.float32, seed % 100)
   y = np.arange(batch) % 3
-  out, targets = cj.switch(jax.random.key(seed), x, y, num_classes=3,
-                           probs=ALL, mode=mode, prob=0.8, fill_value=0.0)
+  _, targets = _jitted_switch(mode)(jax.random.key(seed), x, y)
   p = cj.sample_switch(jax.random.key(seed), batch, 6, 7, probs=ALL,
                        mode=mode, prob=0.8)
   targets = np.asarray(targets)
