@@ -55,6 +55,24 @@ def test_the_retry_loop_draws_exact_beta(alpha, traced, monkeypatch):
   _assert_beta(_lam(alpha, traced, n, seed=4), alpha, seed=5)
 
 
-def test_a_traced_nonpositive_alpha_gives_nan():
-  lam = jax.jit(lambda a: cj.sample_lam(jax.random.key(0), a, (3,)))(0.0)
-  assert np.isnan(np.asarray(lam)).all()
+@pytest.mark.parametrize("sampler", ["lam", "cutmix", "mixup", "fmix",
+                                     "cuboid", "pair"])
+def test_a_traced_alpha_outside_the_domain_gives_nan(sampler):
+  """α = 0, α < 0 and NaN, traced, give NaN λ, and return: Jöhnk's retry
+  loop never accepts a proposal for α < 0 or NaN, so it must not run."""
+  key = jax.random.key(0)
+  draw = {
+      "lam": lambda a: cj.sample_lam(key, a, (3,)),
+      "cutmix": lambda a: cj.sample_cutmix(key, 4, 8, 8, alpha=a,
+                                           mode="elem").lam,
+      "mixup": lambda a: cj.sample_mixup(key, 4, alpha=a, mode="elem").lam,
+      "fmix": lambda a: cj.sample_fmix(key, 4, 8, 8, alpha=a,
+                                       mode="elem").lam,
+      "cuboid": lambda a: cj.sample_cutmix_cuboid(key, 4, 2, 8, 8, alpha=a,
+                                                  mode="elem").lam,
+      "pair": lambda a: cj.cutmix_pair(key, jnp.zeros((8, 8, 3)),
+                                       jnp.ones((8, 8, 3)), alpha=a)[1],
+  }[sampler]
+  alphas = jnp.array([0.0, -1.0, np.nan], jnp.float32)
+  lam = np.asarray(jax.jit(jax.vmap(draw))(alphas))
+  assert np.isnan(lam).all(), lam

@@ -95,7 +95,10 @@ def lam_from_words(words: jax.Array, alpha: Any, retry_key: jax.Array, *,
   """
   n = words.shape[1]
   a = jnp.asarray(alpha, jnp.float32)
-  inv_a = 1.0 / a
+  # Jöhnk's loop never accepts for α < 0 or NaN, and under vmap a traced α
+  # runs every branch of the switch below: such an α draws with 1/α = 1, and
+  # its λ is replaced by NaN at the end.
+  inv_a = 1.0 / jnp.where(a > 0, a, 1.0)
 
   def retry_uniforms(i):
     leaf = prng.fold_in(retry_key, i)

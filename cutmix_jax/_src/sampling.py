@@ -1,10 +1,11 @@
 """The public samplers of box and blend draws (`MixParams`).
 
-Every sampler validates its options and calls `_sample`, which reads the
-draw's words at fixed rows (`pairing.ROWS`), turns them into λ (`beta`) and
-boxes (`boxes`), switches between ops and pairs samples (`pairing`). All of
-it works on per-sample vectors (a few hundred numbers), never on pixels, so
-it is cheap next to the pixel work in `apply.py`.
+Every sampler validates its options, describes what it draws as a `_Recipe`
+and calls `_sample`, which pairs the samples (`pairing`), reads the draw's
+words at fixed rows (`pairing.ROWS`), turns them into λ (`beta`) and boxes
+(`boxes`) and switches between ops. All of it works on per-sample vectors (a
+few hundred numbers), never on pixels, so it is cheap next to the pixel work
+in `apply.py`.
 """
 
 from __future__ import annotations
@@ -84,8 +85,151 @@ def _choose(bits, probs):
   return jnp.sum(u[:, None] >= thresholds[None, :], axis=1).astype(jnp.int32)
 
 
-def _sample_cross_device(key, batch_size, height, width, *, axis_name,
-                         **kwargs):
+@dataclasses.dataclass(frozen=True)
+class _Recipe:
+  """What a sampler draws: its ops and their settings, already validated.
+
+  Numbers may be Python values or traced scalars; a static α of 0 (an op
+  switched off) is kept as given, and `drawn_alpha` replaces it for drawing.
+  """
+
+  method: str  # the public sampler: 'cutmix', 'mixup', 'mix', 'cutout', ...
+  prob: ArrayLike = 1.0
+  cutmix_alpha: Optional[ArrayLike] = None
+  mixup_alpha: Optional[ArrayLike] = None
+  switch_prob: Optional[ArrayLike] = None  # 'mix': the chance of CutMix
+  op_probs: Optional[Mapping[str, ArrayLike]] = None  # 'switch': op weights
+  placement: Placement = "official"
+  cutmix_minmax: Optional[tuple[float, float]] = None
+  cutout_size: Optional[tuple[int, int]] = None
+  resize_scale: Optional[tuple[float, float]] = None
+
+  @property
+  def ops(self) -> tuple[Op, ...]:
+    if self.op_probs:
+      return tuple(Op[name.upper()] for name in self.op_probs)
+    return _METHOD_OPS[self.method]
+
+  @property
+  def always(self) -> bool:
+    """Every draw applies: prob is a static 1, so no 'apply' word is read."""
+    return validation.is_static_number(self.prob) and float(self.prob) == 1.0
+
+  def word_rows(self) -> dict[str, Sequence[int]]:
+    """The rows, relative to `ROWS[name]`, that each part of the draw reads.
+
+    A part an op does not need reads nothing; a part's rows depend only on
+    static options, so a traced α or prob reads the same words as a static
+    one of the same value.
+    """
+    ops = self.ops
+    cutmix = Op.CUTMIX in ops
+    return {
+        "apply": () if self.always else (0,),
+        "switch": (0,) if len(ops) > 1 else (),
+        "box": (range(4) if self.cutmix_minmax is not None else range(2))
+               if cutmix else (),
+        "cut_lam": beta.rows_needed(_drawable(self.cutmix_alpha))
+                   if cutmix and self.cutmix_minmax is None else (),
+        "mix_lam": beta.rows_needed(_drawable(self.mixup_alpha))
+                   if Op.MIXUP in ops else (),
+        "cutout_box": range(2) if Op.CUTOUT in ops else (),
+        "resize_box": range(3) if Op.RESIZEMIX in ops else (),
+    }
+
+
+def _read_words(plan, recipe):
+  """Each part's words, uint32 `[rows, num_draws]`, from one `prng.bits`.
+
+  One call, because on a CPU each PRNG call costs small kernels of its own.
+  """
+  wanted = recipe.word_rows()
+  words = plan.words([ROWS[name] + r for name, rs in wanted.items()
+                      for r in rs])
+  parts, start = {}, 0
+  for name, rs in wanted.items():
+    parts[name], start = words[start : start + len(rs)], start + len(rs)
+  return parts
+
+
+def _cutmix_candidate(recipe, words, plan, height, width):
+  """CutMix's (λ, box) per draw: from λ ~ Beta(α, α), or timm's minmax."""
+  if recipe.cutmix_minmax is not None:
+    box = boxes.from_minmax(words["box"], height, width, recipe.cutmix_minmax)
+    return boxes.lam_from_box(box, height, width), box
+  lam_drawn = beta.lam_from_words(
+      words["cut_lam"], _drawable(recipe.cutmix_alpha),
+      plan.retry_key(pairing_lib.RETRY_FIRST), col_offset=plan.col_offset)
+  box = boxes.from_lam(lam_drawn, words["box"][0], words["box"][1], height,
+                       width, recipe.placement)
+  lam = boxes.lam_from_box(box, height, width)
+  if not validation.is_static_number(recipe.cutmix_alpha):
+    lam = jnp.where(jnp.isnan(lam_drawn), jnp.nan, lam)  # traced α <= 0
+  return lam, box
+
+
+def _candidates(recipe, words, plan, height, width):
+  """Every op's (λ, box) for every draw; the switch then picks one per draw."""
+  n = plan.num_draws
+  candidates = {}
+  for op in recipe.ops:
+    if op == Op.CUTMIX:
+      candidates[op] = _cutmix_candidate(recipe, words, plan, height, width)
+    elif op == Op.MIXUP:
+      lam = beta.lam_from_words(
+          words["mix_lam"], _drawable(recipe.mixup_alpha),
+          plan.retry_key(pairing_lib.RETRY_SECOND), col_offset=plan.col_offset)
+      candidates[op] = lam, jnp.zeros((n, 4), jnp.int32)
+    elif op == Op.CUTOUT:
+      candidates[op] = jnp.ones((n,), jnp.float32), boxes.cutout(
+          words["cutout_box"], height, width, recipe.cutout_size)
+    else:
+      box = boxes.resize(words["resize_box"], height, width,
+                         recipe.resize_scale)
+      candidates[op] = boxes.lam_from_box(box, height, width), box
+  return candidates
+
+
+def _switch(recipe, switch_words, candidates, num_draws):
+  """The (λ, box, op) each draw takes from its op's candidate."""
+  ops = recipe.ops
+  if recipe.method == "mix":
+    choose_cut = prng.uniform(switch_words[0]) < recipe.switch_prob
+    # alpha == 0 switches that branch off (as in timm), static or traced.
+    choose_cut = jnp.where(jnp.asarray(recipe.mixup_alpha) <= 0, True,
+                           choose_cut)
+    choose_cut = jnp.where(jnp.asarray(recipe.cutmix_alpha) <= 0, False,
+                           choose_cut)
+    (cut_lam, cut_box), (mix_lam, _) = (candidates[Op.CUTMIX],
+                                        candidates[Op.MIXUP])
+    lam = jnp.where(choose_cut, cut_lam, mix_lam)
+    box = jnp.where(choose_cut[:, None], cut_box, 0)
+    op = jnp.where(choose_cut, Op.CUTMIX, Op.MIXUP).astype(jnp.int32)
+    return lam, box, op
+  lam, box = candidates[ops[0]]
+  op = jnp.full((num_draws,), int(ops[0]), jnp.int32)
+  weights = recipe.op_probs
+  if len(ops) > 1:
+    choice = _choose(switch_words[0], [weights[o.name.lower()] for o in ops])
+    for i, o in enumerate(ops[1:], 1):
+      lam = jnp.where(choice == i, candidates[o][0], lam)
+      box = jnp.where((choice == i)[:, None], candidates[o][1], box)
+    op = jnp.asarray(ops, jnp.int32)[choice]
+  if weights and not all(validation.is_static_number(p)
+                         for p in weights.values()):
+    total = sum(jnp.asarray(p, jnp.float32) for p in weights.values())
+    lam = jnp.where(total > 0, lam, jnp.nan)  # traced weights, all 0
+  return lam, box, op
+
+
+def _unless(keep, lam, box, op):
+  """(λ, box, op) where `keep`, and 'nothing happens' elsewhere."""
+  return (jnp.where(keep, lam, 1.0), jnp.where(keep[:, None], box, 0),
+          jnp.where(keep, op, Op.NONE).astype(jnp.int32))
+
+
+def _sample_cross_device(key, batch_size, height, width, recipe, *, axis_name,
+                         mode, pairing):
   """A draw for the global batch, as on one device; this shard's rows of it.
 
   Every shard draws the whole global batch's parameters (a few numbers per
@@ -94,8 +238,8 @@ def _sample_cross_device(key, batch_size, height, width, *, axis_name,
   from the other shards with one `lax.ppermute`.
   """
   shards = lax.axis_size(axis_name)
-  params = _sample(key, batch_size * shards, height, width, groups=1,
-                   axis_name=None, **kwargs)
+  params = _sample(key, batch_size * shards, height, width, recipe, mode=mode,
+                   pairing=pairing, groups=1, axis_name=None)
   rows = lax.axis_index(axis_name) * batch_size + jnp.arange(batch_size)
   return dataclasses.replace(
       params,
@@ -107,143 +251,38 @@ def _sample_cross_device(key, batch_size, height, width, *, axis_name,
   )
 
 
-def _sample(
-    key,
-    batch_size,
-    height,
-    width,
-    *,
-    method,
-    mode,
-    pairing,
-    groups,
-    prob,
-    axis_name,
-    cutmix_alpha=None,
-    mixup_alpha=None,
-    switch_prob=None,
-    op_probs=None,
-    placement="official",
-    cutmix_minmax=None,
-    cutout_size=None,
-    resize_scale=None,
-    invariant=False,
-    cross_device=False,
-):
-  """The shared sampler behind the `sample_*` functions.
+def _sample(key, batch_size, height, width, recipe, *, mode, pairing, groups,
+            axis_name, invariant=False, cross_device=False):
+  """The draw behind every `sample_*` of `MixParams`, in five steps.
 
-  The draw's words are the rows of `_ROWS` that its ops read, from one
-  `prng.bits` call (on a CPU each PRNG call costs small kernels of its own).
-  The rows sit at fixed positions, so the words, and the draw, do not depend
-  on which options are static.
+  Pair the samples (`pairing.plan`); read the draw's words at fixed rows
+  (`ROWS`), so they do not depend on which options are static; turn them
+  into each op's (λ, box); switch between the ops per draw; then leave
+  unapplied draws, and samples paired with themselves, unchanged.
   """
   if cross_device:
-    return _sample_cross_device(
-        key, batch_size, height, width, method=method, mode=mode,
-        pairing=pairing, prob=prob, axis_name=axis_name,
-        cutmix_alpha=cutmix_alpha, mixup_alpha=mixup_alpha,
-        switch_prob=switch_prob, op_probs=op_probs, placement=placement,
-        cutmix_minmax=cutmix_minmax, cutout_size=cutout_size,
-        resize_scale=resize_scale,
-    )
+    return _sample_cross_device(key, batch_size, height, width, recipe,
+                                axis_name=axis_name, mode=mode,
+                                pairing=pairing)
   plan = pairing_lib.plan(key, batch_size, mode=mode, pairing=pairing,
                           groups=groups, axis_name=axis_name,
                           invariant=invariant)
-  partner, n = plan.partner, plan.num_draws
-
-  ops = tuple(Op[name.upper()] for name in op_probs) if op_probs else (
-      _METHOD_OPS[method])
-  use_cutmix = Op.CUTMIX in ops
-  use_mixup = Op.MIXUP in ops
-  always = validation.is_static_number(prob) and float(prob) == 1.0
-  cutmix_alpha_drawn = _drawable(cutmix_alpha)
-  mixup_alpha_drawn = _drawable(mixup_alpha)
-  wanted = {
-      "apply": () if always else (0,),
-      "switch": (0,) if len(ops) > 1 else (),
-      "box": (range(4) if cutmix_minmax is not None else range(2))
-             if use_cutmix else (),
-      "cut_lam": beta.rows_needed(cutmix_alpha_drawn)
-                 if use_cutmix and cutmix_minmax is None else (),
-      "mix_lam": beta.rows_needed(mixup_alpha_drawn) if use_mixup else (),
-      "cutout_box": range(2) if Op.CUTOUT in ops else (),
-      "resize_box": range(3) if Op.RESIZEMIX in ops else (),
-  }
-  rows = [ROWS[name] + r for name, rs in wanted.items() for r in rs]
-  words = plan.words(rows)
-  bits, start = {}, 0
-  for name, rs in wanted.items():
-    bits[name], start = words[start : start + len(rs)], start + len(rs)
-
-  # Each op's (lam, box) for every draw; the switch picks one per draw.
-  candidates = {}
-  if use_cutmix:
-    if cutmix_minmax is not None:
-      cut_box = boxes.from_minmax(bits["box"], height, width, cutmix_minmax)
-    else:
-      lam_drawn = beta.lam_from_words(
-          bits["cut_lam"], cutmix_alpha_drawn,
-          plan.retry_key(pairing_lib.RETRY_FIRST), col_offset=plan.col_offset)
-      cut_box = boxes.from_lam(
-          lam_drawn, bits["box"][0], bits["box"][1], height, width, placement
-      )
-    cut_lam = boxes.lam_from_box(cut_box, height, width)
-    if not validation.is_static_number(cutmix_alpha) and cutmix_minmax is None:
-      cut_lam = jnp.where(jnp.isnan(lam_drawn), jnp.nan, cut_lam)
-    candidates[Op.CUTMIX] = cut_lam, cut_box
-  if use_mixup:
-    mix_lam = beta.lam_from_words(
-        bits["mix_lam"], mixup_alpha_drawn,
-        plan.retry_key(pairing_lib.RETRY_SECOND), col_offset=plan.col_offset)
-    candidates[Op.MIXUP] = mix_lam, jnp.zeros((n, 4), jnp.int32)
-  if Op.CUTOUT in ops:
-    candidates[Op.CUTOUT] = jnp.ones((n,), jnp.float32), boxes.cutout(
-        bits["cutout_box"], height, width, cutout_size)
-  if Op.RESIZEMIX in ops:
-    resize_box = boxes.resize(bits["resize_box"], height, width, resize_scale)
-    candidates[Op.RESIZEMIX] = boxes.lam_from_box(resize_box, height, width), (
-        resize_box)
-
-  if method == "mix":
-    choose_cut = prng.uniform(bits["switch"][0]) < switch_prob
-    # alpha == 0 switches that branch off (as in timm), static or traced.
-    choose_cut = jnp.where(jnp.asarray(mixup_alpha) <= 0, True, choose_cut)
-    choose_cut = jnp.where(jnp.asarray(cutmix_alpha) <= 0, False, choose_cut)
-    lam = jnp.where(choose_cut, cut_lam, mix_lam)
-    box = jnp.where(choose_cut[:, None], cut_box, 0)
-    op = jnp.where(choose_cut, Op.CUTMIX, Op.MIXUP).astype(jnp.int32)
-  elif len(ops) == 1:
-    lam, box = candidates[ops[0]]
-    op = jnp.full((n,), int(ops[0]), jnp.int32)
-  else:
-    choice = _choose(bits["switch"][0], [op_probs[o.name.lower()] for o in ops])
-    lam, box = candidates[ops[0]]
-    for i, o in enumerate(ops[1:], 1):
-      lam = jnp.where(choice == i, candidates[o][0], lam)
-      box = jnp.where((choice == i)[:, None], candidates[o][1], box)
-    op = jnp.asarray(ops, jnp.int32)[choice]
-  if op_probs and not all(
-      validation.is_static_number(p) for p in op_probs.values()):
-    total = sum(jnp.asarray(p, jnp.float32) for p in op_probs.values())
-    lam = jnp.where(total > 0, lam, jnp.nan)
-
-  if not always:
-    applied = prng.uniform(bits["apply"][0]) < prob
-    lam = jnp.where(applied, lam, 1.0)
-    box = jnp.where(applied[:, None], box, 0)
-    op = jnp.where(applied, op, Op.NONE).astype(jnp.int32)
-
+  words = _read_words(plan, recipe)
+  candidates = _candidates(recipe, words, plan, height, width)
+  lam, box, op = _switch(recipe, words["switch"], candidates, plan.num_draws)
+  if not recipe.always:
+    lam, box, op = _unless(prng.uniform(words["apply"][0]) < recipe.prob,
+                           lam, box, op)
   lam, box, op = (plan.per_sample(v) for v in (lam, box, op))
+  ops, partner = recipe.ops, plan.partner
   if ops != (Op.CUTOUT,):
     # A sample paired with itself is left exactly as it is, and says so
     # (Cutout needs no partner).
     mixed = plan.has_partner
     if Op.CUTOUT in ops:
       mixed = mixed | (op == Op.CUTOUT)
-    lam = jnp.where(mixed, lam, 1.0)
-    box = jnp.where(mixed[:, None], box, 0)
-    op = jnp.where(mixed, op, Op.NONE).astype(jnp.int32)
-  if invariant and method == "cutout":
+    lam, box, op = _unless(mixed, lam, box, op)
+  if invariant and recipe.method == "cutout":
     partner = jnp.arange(batch_size, dtype=jnp.int32)
   return MixParams(
       lam=lam,
@@ -396,12 +435,11 @@ def sample_cutmix(
     validation.check_positive(alpha, "alpha")
   else:
     minmax = validation.check_range(minmax, "minmax", 0.0, 1.0)
-  return _sample(
-      key, batch_size, height, width, method="cutmix", mode=mode,
-      pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
-      invariant=invariant, cross_device=cross_device,
-      cutmix_alpha=alpha, placement=placement, cutmix_minmax=minmax,
-  )
+  recipe = _Recipe("cutmix", prob=prob, cutmix_alpha=alpha,
+                   placement=placement, cutmix_minmax=minmax)
+  return _sample(key, batch_size, height, width, recipe, mode=mode,
+                 pairing=pairing, groups=groups, axis_name=axis_name,
+                 invariant=invariant, cross_device=cross_device)
 
 
 @compiled.compiled
@@ -442,12 +480,10 @@ def sample_mixup(
       key, batch_size, mode, pairing, groups, prob, invariant,
       cross_device, axis_name)
   validation.check_positive(alpha, "alpha")
-  return _sample(
-      key, batch_size, None, None, method="mixup", mode=mode,
-      pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
-      invariant=invariant, cross_device=cross_device,
-      mixup_alpha=alpha,
-  )
+  recipe = _Recipe("mixup", prob=prob, mixup_alpha=alpha)
+  return _sample(key, batch_size, None, None, recipe, mode=mode,
+                 pairing=pairing, groups=groups, axis_name=axis_name,
+                 invariant=invariant, cross_device=cross_device)
 
 
 @compiled.compiled
@@ -521,14 +557,12 @@ def sample_mix(
         "mixup_alpha and cutmix_alpha are both 0, which turns both off; set at "
         "least one > 0."
     )
-  return _sample(
-      key, batch_size, height, width, method="mix", mode=mode,
-      pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
-      invariant=invariant, cross_device=cross_device,
-      cutmix_alpha=cutmix_alpha, mixup_alpha=mixup_alpha,
-      switch_prob=switch_prob, placement=placement,
-      cutmix_minmax=cutmix_minmax,
-  )
+  recipe = _Recipe("mix", prob=prob, cutmix_alpha=cutmix_alpha,
+                   mixup_alpha=mixup_alpha, switch_prob=switch_prob,
+                   placement=placement, cutmix_minmax=cutmix_minmax)
+  return _sample(key, batch_size, height, width, recipe, mode=mode,
+                 pairing=pairing, groups=groups, axis_name=axis_name,
+                 invariant=invariant, cross_device=cross_device)
 
 
 @compiled.compiled
@@ -586,12 +620,11 @@ def sample_cutout(
         f"invariant=True needs an even (per-shard) batch, got {batch_size}.")
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
-  return _sample(
-      key, batch_size, height, width, method="cutout", mode=mode,
-      pairing="flip", groups=1, prob=prob, axis_name=axis_name,
-      cutout_size=_check_cutout_size(size, height, width, "size"),
-      invariant=invariant,
-  )
+  recipe = _Recipe("cutout", prob=prob,
+                   cutout_size=_check_cutout_size(size, height, width, "size"))
+  return _sample(key, batch_size, height, width, recipe, mode=mode,
+                 pairing="flip", groups=1, axis_name=axis_name,
+                 invariant=invariant)
 
 
 @compiled.compiled
@@ -642,12 +675,12 @@ def sample_resizemix(
       axis_name)
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
-  return _sample(
-      key, batch_size, height, width, method="resizemix", mode=mode,
-      pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
-      invariant=invariant, cross_device=cross_device,
-      resize_scale=validation.check_range(scale, "scale", 0.0, 1.0),
-  )
+  recipe = _Recipe("resizemix", prob=prob,
+                   resize_scale=validation.check_range(scale, "scale", 0.0,
+                                                       1.0))
+  return _sample(key, batch_size, height, width, recipe, mode=mode,
+                 pairing=pairing, groups=groups, axis_name=axis_name,
+                 invariant=invariant, cross_device=cross_device)
 
 
 @compiled.compiled
@@ -731,16 +764,16 @@ def sample_switch(
   if cutmix_minmax is not None:
     cutmix_minmax = validation.check_range(cutmix_minmax, "cutmix_minmax",
                                            0.0, 1.0)
-  return _sample(
-      key, batch_size, height, width, method="switch", mode=mode,
-      pairing=pairing, groups=groups, prob=prob, axis_name=axis_name,
-      invariant=invariant, cross_device=cross_device,
+  recipe = _Recipe(
+      "switch", prob=prob,
       op_probs={name: probs[name] for name in SWITCH_OPS if name in probs},
       cutmix_alpha=cutmix_alpha, mixup_alpha=mixup_alpha,
       placement=placement, cutmix_minmax=cutmix_minmax,
       cutout_size=_check_cutout_size(cutout_size, height, width,
                                      "cutout_size"),
       resize_scale=validation.check_range(resize_scale, "resize_scale", 0.0,
-                                          1.0),
-  )
+                                          1.0))
+  return _sample(key, batch_size, height, width, recipe, mode=mode,
+                 pairing=pairing, groups=groups, axis_name=axis_name,
+                 invariant=invariant, cross_device=cross_device)
 
