@@ -121,3 +121,16 @@ def test_the_key_alone_decides_the_draw(name, mode, pairing, alpha, prob):
   for e, s, t in zip(_leaves(eager), _leaves(static), _leaves(traced)):
     np.testing.assert_array_equal(s, t)
     np.testing.assert_array_equal(e, s)
+
+
+def test_an_eager_draw_equals_the_jitted_draw_bit_for_bit():
+  """Run op by op, Jöhnk's log/exp chain rounds differently from the fused
+  jitted program in a few variates (8 of these 256 at α = 0.3, measured with
+  the samplers' one-call wrapper off); the samplers run as one compiled
+  call eagerly too, so eager and jitted draws agree bit for bit."""
+  key = jax.random.key(3)
+  for draw in (lambda k: cj.sample_lam(k, 0.3, (256,)),
+               lambda k: cj.sample_cutmix(k, 256, 32, 32, alpha=0.3,
+                                          mode="elem")):
+    for e, j in zip(_leaves(draw(key)), _leaves(jax.jit(draw)(key))):
+      np.testing.assert_array_equal(e, j)
