@@ -97,15 +97,6 @@ def _write_tiny_zip(tmp_path, size=16):
   return str(path)
 
 
-@pytest.fixture
-def fast_compile():
-  """Skips most XLA optimisations: what is checked here is the bookkeeping
-  around the runs, not their speed."""
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", False)
-
-
 def test_experiments_end_to_end_resume_and_summary(tmp_path, capsys,
                                                    monkeypatch, fast_compile):
   zip_path = _write_tiny_zip(tmp_path)

@@ -1,5 +1,5 @@
-"""invariant=True: the same global batch is augmented bit-identically on 1, 2,
-4 and 8 devices, under jit, shard_map and pmap."""
+"""invariant=True: the same global batch is augmented bit-identically on 1, 2
+and 8 devices, under jit, shard_map and pmap."""
 
 import jax
 import numpy as np
@@ -53,7 +53,7 @@ def case(request):
   return op, mode, reference
 
 
-@pytest.mark.parametrize("devices", [1, 2, 4, 8])
+@pytest.mark.parametrize("devices", [1, 2, 8])
 def test_shard_map_matches_one_device(case, devices):
   op, mode, (ref_images, ref_targets) = case
   mesh = jax.make_mesh((devices,), ("data",), devices=jax.devices()[:devices])

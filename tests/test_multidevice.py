@@ -18,8 +18,11 @@ def batch():
   return x, np.arange(16) % 5
 
 
-@pytest.mark.parametrize("axis_type", [AxisType.Explicit, AxisType.Auto])
-@pytest.mark.parametrize("op", ["cutmix", "mixup", "mix"])
+# Each op under Explicit axes; 'mix' (CutMix and MixUp in one program)
+# under Auto too.
+@pytest.mark.parametrize("axis_type,op", [
+    (AxisType.Explicit, "cutmix"), (AxisType.Explicit, "mixup"),
+    (AxisType.Explicit, "mix"), (AxisType.Auto, "mix")])
 @pytest.mark.parametrize("mode,pairing,groups", [
     ("batch", "flip", 1), ("elem", "flip", 8), ("pair", "permute", 1),
     ("elem", "roll", 4)])

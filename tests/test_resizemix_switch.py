@@ -232,11 +232,11 @@ def test_switch_under_vmap_jit_and_no_recompile():
     fn(jax.random.key(i), x, 0.1 * i)
   assert fn._cache_size() == 1
   keys = jax.random.split(KEY, 3)
-  batched = jax.vmap(lambda k: cj.switch(
-      k, x, jnp.arange(2), num_classes=2, probs=ALL, mode="elem"))(keys)
+  one = lambda k: cj.switch(k, x, jnp.arange(2), num_classes=2, probs=ALL,
+                            mode="elem")
+  batched = jax.vmap(one)(keys)
   for j in range(3):
-    single = cj.switch(keys[j], x, jnp.arange(2), num_classes=2, probs=ALL,
-                       mode="elem")
+    single = jax.jit(one)(keys[j])
     np.testing.assert_allclose(batched[0][j], single[0], atol=1e-6)
 
 
@@ -307,11 +307,17 @@ def _call(op, key, x, y, **kwargs):
   return getattr(cj, op)(key, x, y, **kwargs)
 
 
-@pytest.mark.parametrize("op", ["cutmix", "mixup", "mix", "resizemix",
-                                "switch"])
-@pytest.mark.parametrize("mode,pairing,per_device", [
-    ("batch", "flip", 2), ("elem", "flip", 1), ("pair", "flip", 2),
-    ("elem", "roll", 2), ("elem", "flip", 3)])
+# Every op on one layout; every layout with CutMix and the switch, which
+# draws all four ops (each case compiles a sharded program).
+CROSS_DEVICE_CASES = [
+    (op, "elem", "roll", 2) for op in ("cutmix", "mixup", "mix", "resizemix",
+                                       "switch")] + [
+    (op, *layout) for layout in (("batch", "flip", 2), ("elem", "flip", 1),
+                                 ("pair", "flip", 2), ("elem", "flip", 3))
+    for op in ("cutmix", "switch")]
+
+
+@pytest.mark.parametrize("op,mode,pairing,per_device", CROSS_DEVICE_CASES)
 def test_cross_device_equals_one_device_on_the_global_batch(
     op, mode, pairing, per_device):
   n = 8 * per_device
@@ -327,7 +333,8 @@ def test_cross_device_equals_one_device_on_the_global_batch(
       mesh=mesh, in_specs=(P(), P("data"), P("data")),
       out_specs=(P("data"), P("data"))))
   xs, ys = jax.device_put(x, sharding), jax.device_put(y, sharding)
-  images, targets = local(key, xs, ys)
+  compiled = local.lower(key, xs, ys).compile()
+  images, targets = compiled(key, xs, ys)
   ref_images, ref_targets = _global_reference(op, key, x, y, mode, pairing)
   np.testing.assert_array_equal(images, ref_images)
   np.testing.assert_array_equal(targets, ref_targets)
@@ -339,7 +346,7 @@ def test_cross_device_equals_one_device_on_the_global_batch(
     np.testing.assert_array_equal(changed, np.asarray(cj.box_area(p.box)) > 0)
     assert changed.any()
   # One collective-permute, of the whole batch for 'flip', one row for 'roll'.
-  hlo = local.lower(key, xs, ys).compile().as_text()
+  hlo = compiled.as_text()
   assert "collective-permute" in hlo
   assert "all-gather" not in hlo and "all-to-all" not in hlo
 

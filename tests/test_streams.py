@@ -80,7 +80,7 @@ def _kwargs(mode, pairing):
 @pytest.mark.parametrize("traced", [False, True], ids=["static", "traced"])
 @pytest.mark.parametrize("name,mode,pairing", CASES)
 def test_no_counter_is_hashed_twice_in_a_draw(name, mode, pairing, traced,
-                                               monkeypatch):
+                                               monkeypatch, fast_compile):
   # One Jöhnk proposal per variate, so that at α = 0.2 about half the
   # variates go through the retry loop and its keys are hashed too.
   monkeypatch.setattr(beta, "PROPOSALS", 1)
@@ -108,19 +108,19 @@ def _leaves(draw):
     case + ALPHA_PROB[i % 3] for i, case in enumerate(CASES)]
     + [("mixup", "batch", "flip", 1.0, 1.0)])
 def test_the_key_alone_decides_the_draw(name, mode, pairing, alpha, prob):
-  """jit with Python numbers == jit with them traced, bit for bit (α, prob,
-  switch_prob and probs alike), and == eager: a sampler runs as one compiled
-  call eagerly too, so Jöhnk's fused log/exp chain rounds as under jit."""
+  """Python numbers == traced ones under jit, bit for bit (α, prob,
+  switch_prob and probs alike). The static side is the eager call: a sampler
+  runs as one jitted call with its Python numbers static (eager == jit is
+  `test_an_eager_draw_equals_the_jitted_draw_bit_for_bit`); one compile
+  fewer per case keeps the suite within CI's time."""
   kwargs = _kwargs(mode, pairing)
   fn = functools.partial(_draw, name, **kwargs)
   key = jax.random.key(17)
-  eager = fn(key, alpha=alpha, prob=prob)
-  static = jax.jit(lambda k: fn(k, alpha=alpha, prob=prob))(key)
+  static = fn(key, alpha=alpha, prob=prob)
   traced = jax.jit(lambda k, a, p: fn(k, alpha=a, prob=p))(
       key, jnp.float32(alpha), jnp.float32(prob))
-  for e, s, t in zip(_leaves(eager), _leaves(static), _leaves(traced)):
+  for s, t in zip(_leaves(static), _leaves(traced)):
     np.testing.assert_array_equal(s, t)
-    np.testing.assert_array_equal(e, s)
 
 
 def test_an_eager_draw_equals_the_jitted_draw_bit_for_bit():

@@ -32,13 +32,6 @@ def test_a_checkpoint_of_another_structure_stops_naming_what_differs(
   assert "w: saved (3,) float64, expected (4,) float64" in message
 
 
-@pytest.fixture
-def fast_compile():
-  """Skips most XLA optimisations: the run stops before its first step."""
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", False)
-
 
 def test_a_mismatched_checkpoint_keeps_the_run_and_its_metrics(tmp_path,
                                                                fast_compile):

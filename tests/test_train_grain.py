@@ -165,12 +165,6 @@ def test_auto_loader_picks_grain_above_the_memory_budget(files, tmp_path):
   assert src.mean.shape == (3,) and abs(src.mean[2] - 100) < 1
 
 
-@pytest.fixture
-def fast_compile():
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", False)
-
 
 def test_a_grain_checkpoint_holds_the_loader_state(files, tmp_path,
                                                    fast_compile):

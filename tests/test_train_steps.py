@@ -58,15 +58,6 @@ def _one_step(parallel="jit", **overrides):
   return loss
 
 
-@pytest.fixture
-def fast_compile():
-  """Skips most XLA optimisations: these tests check that a step runs, not
-  how fast, and it roughly halves their compile time."""
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", False)
-
-
 @pytest.mark.parametrize("aug", config.AUGS)
 def test_one_step_jit_every_aug(aug, fast_compile):
   _one_step("jit", aug=aug, prob=1.0, label_smoothing=0.1, grad_clip=1.0)
@@ -86,7 +77,7 @@ def test_models_take_a_step(name, fast_compile):
 
 @pytest.mark.parametrize("name", ["resnet32", "resnet56", "resnet34",
                                   "resnet50"])
-def test_deeper_models_trace_a_step(name):
+def test_deeper_models_trace_a_step(name, fast_compile):
   # These differ from the ones above in blocks per stage (and ResNet-50 in
   # its block, run below); tracing their full train step (shapes, sharding,
   # optimiser) without compiling it keeps the suite fast.

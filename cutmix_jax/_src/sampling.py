@@ -89,8 +89,8 @@ def _choose(bits, probs):
 class _Recipe:
   """What a sampler draws: its ops and their settings, already validated.
 
-  Numbers may be Python values or traced scalars; a static α of 0 (an op
-  switched off) is kept as given, and `drawn_alpha` replaces it for drawing.
+  Numbers may be Python values or traced scalars. A static α of 0 (an op
+  switched off) is kept as given; `_drawable` replaces it for drawing.
   """
 
   method: str  # the public sampler: 'cutmix', 'mixup', 'mix', 'cutout', ...
@@ -118,9 +118,9 @@ class _Recipe:
   def word_rows(self) -> dict[str, Sequence[int]]:
     """The rows, relative to `ROWS[name]`, that each part of the draw reads.
 
-    A part an op does not need reads nothing; a part's rows depend only on
-    static options, so a traced α or prob reads the same words as a static
-    one of the same value.
+    A part no op needs reads nothing. Every row sits at a fixed position, so
+    it holds the same word whether α or prob is static or traced (a traced α
+    reads every row that any of its Beta methods might use).
     """
     ops = self.ops
     cutmix = Op.CUTMIX in ops
