@@ -26,7 +26,7 @@ TOTAL_STEPS = 5 * (1438 // 32)
 
 
 def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
-  # One test, not three sharing a fixture, so that `pytest -n 2` cannot
+  # One test, not three sharing a fixture, so that `pytest -n 3` cannot
   # split them over workers and train the straight run twice.
   workdir = str(tmp_path / "straight")
   # It saves every 50 steps (not per epoch, 10 minutes apart, the default
@@ -78,13 +78,6 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
   with pytest.raises(train.TrainError, match="lr: 0.1 -> 0.05"):
     train.train_and_evaluate(changed)
 
-
-@pytest.fixture
-def fast_compile():
-  """Skips most XLA optimisations where only behaviour, not speed, matters."""
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", False)
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path, fast_compile):
