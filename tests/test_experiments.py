@@ -180,3 +180,20 @@ def test_experiments_end_to_end_resume_and_summary(tmp_path, capsys,
   # Other settings in the same --out are refused, not mixed.
   with pytest.raises(SystemExit, match="other settings"):
     experiments.main(args(epochs="2"))
+
+
+def test_summary_names_each_methods_own_mixing_settings():
+  settings = dict(alpha=1.0, mixup_alpha=0.8, switch_prob=0.5, cutout_size=None)
+  table = {m: dict(mode="elem" if m == "cutout" else "batch")
+           for m in ("none", "cutmix", "mixup", "cutout", "mix")}
+  assert experiments._method_settings_line(table, settings, 32, 24) == (
+      "- CutMix α = 1.0, mode batch; MixUp α = 1.0, mode batch; Cutout 16×12 "
+      "box (half the side), mode elem; MixUp/CutMix switch: MixUp α = 0.8, "
+      "CutMix α = 1.0, CutMix with chance 0.5, mode batch; prob as in the "
+      "table.")
+  assert experiments._method_settings_line(
+      {"none": dict(mode="batch"), "cutout": dict(mode="elem")},
+      dict(settings, cutout_size=8), 32, 32) == (
+          "- Cutout 8×8 box, mode elem; prob as in the table.")
+  assert experiments._method_settings_line(
+      {"none": dict(mode="batch")}, settings, 32, 32) == "- No mixing method."

@@ -302,6 +302,25 @@ def run_config(args: argparse.Namespace, method: str, seed: int,
       log_every=50, ckpt_every=args.ckpt_every, eval_every=args.eval_every)
 
 
+def _method_settings_line(table: dict[str, Any], s: dict[str, Any], h: int,
+                          w: int) -> str:
+  """One line naming the mixing settings of the methods in `table`."""
+  settings = {
+      "cutmix": f"CutMix α = {s['alpha']}",
+      "mixup": f"MixUp α = {s['alpha']}",
+      "mix": (f"MixUp/CutMix switch: MixUp α = {s['mixup_alpha']}, CutMix "
+              f"α = {s['alpha']}, CutMix with chance {s['switch_prob']}"),
+      "cutout": "Cutout " + (
+          f"{s['cutout_size']}×{s['cutout_size']} box" if s["cutout_size"]
+          else f"{max(h // 2, 1)}×{max(w // 2, 1)} box (half the side)"),
+  }
+  parts = [f"{settings[m]}, mode {row['mode']}" for m, row in table.items()
+           if m in settings]
+  if not parts:
+    return "- No mixing method."
+  return "- " + "; ".join(parts) + "; prob as in the table."
+
+
 def _settings(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
   """What identifies a run: its training settings and its data."""
   s = {k: getattr(cfg, k) for k in _RUN_KEYS}
@@ -466,9 +485,7 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
       f"with {s['warmup_epochs']} warmup epoch(s) then {s['schedule']} decay, "
       f"weight decay {s['weight_decay']}, random crop (pad 4) and flip for "
       f"every method; training images: {subset}.",
-      f"- CutMix α = {s['alpha']}, mode batch; MixUp α = {s['alpha']}, mode "
-      "batch; Cutout 16×16 box (half the side), one per image; prob as in "
-      "the table.",
+      _method_settings_line(table, s, h, w),
       f"- Occlusion: centre box, or one random box per image (seed "
       f"{s['occlusion_seed']}, the same for every model) wholly inside the "
       f"image, filled with {fill}. Box sizes: " + ", ".join(
