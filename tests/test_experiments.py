@@ -197,3 +197,22 @@ def test_summary_names_each_methods_own_mixing_settings():
           "- Cutout 8×8 box, mode elem; prob as in the table.")
   assert experiments._method_settings_line(
       {"none": dict(mode="batch")}, settings, 32, 32) == "- No mixing method."
+
+
+_RESULTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "results")
+
+
+@pytest.mark.parametrize("study", sorted(
+    os.path.relpath(os.path.dirname(runs), _RESULTS)
+    for runs, _, _ in os.walk(_RESULTS) if os.path.basename(runs) == "runs"))
+def test_committed_summary_is_what_summary_only_rebuilds_from_the_runs(
+    tmp_path, study):
+  committed = os.path.join(_RESULTS, study)
+  os.symlink(os.path.join(committed, "runs"), tmp_path / "runs")
+  experiments.summarize(str(tmp_path))
+  for name in ("results.md", "results.json"):
+    with open(os.path.join(committed, name)) as f:
+      expected = f.read()
+    assert (tmp_path / name).read_text() == expected, (
+        f"results/{study}/{name} is stale: rebuild it with `python -m "
+        f"train.experiments --summary-only --out results/{study}`")

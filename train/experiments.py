@@ -305,17 +305,20 @@ def run_config(args: argparse.Namespace, method: str, seed: int,
 def _method_settings_line(table: dict[str, Any], s: dict[str, Any], h: int,
                           w: int) -> str:
   """One line naming the mixing settings of the methods in `table`."""
-  settings = {
-      "cutmix": f"CutMix α = {s['alpha']}",
-      "mixup": f"MixUp α = {s['alpha']}",
-      "mix": (f"MixUp/CutMix switch: MixUp α = {s['mixup_alpha']}, CutMix "
-              f"α = {s['alpha']}, CutMix with chance {s['switch_prob']}"),
-      "cutout": "Cutout " + (
-          f"{s['cutout_size']}×{s['cutout_size']} box" if s["cutout_size"]
-          else f"{max(h // 2, 1)}×{max(w // 2, 1)} box (half the side)"),
-  }
-  parts = [f"{settings[m]}, mode {row['mode']}" for m, row in table.items()
-           if m in settings]
+  # Built per method present: runs recorded before the switch existed lack
+  # its settings.
+  def describe(m: str) -> str:
+    if m in ("cutmix", "mixup"):
+      return f"{LABELS[m]} α = {s['alpha']}"
+    if m == "mix":
+      return (f"MixUp/CutMix switch: MixUp α = {s['mixup_alpha']}, CutMix "
+              f"α = {s['alpha']}, CutMix with chance {s['switch_prob']}")
+    side = s.get("cutout_size")
+    return "Cutout " + (f"{side}×{side} box" if side else
+                        f"{max(h // 2, 1)}×{max(w // 2, 1)} box (half the side)")
+
+  parts = [f"{describe(m)}, mode {row['mode']}" for m, row in table.items()
+           if m != "none"]
   if not parts:
     return "- No mixing method."
   return "- " + "; ".join(parts) + "; prob as in the table."
@@ -454,8 +457,8 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
       methods=table, paired_vs_baseline=paired, gate=_gate(table),
       commands=sorted({r["command"] for r in records}),
       commits=sorted({str(r.get("commit")) for r in records}),
-      machines=[dict(t) for t in {tuple(sorted(
-          (k, str(v)) for k, v in r["machine"].items())) for r in records}],
+      machines=[dict(t) for t in sorted({tuple(sorted(
+          (k, str(v)) for k, v in r["machine"].items())) for r in records})],
       runs=len(records))
   with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(summary, f, indent=1)
@@ -496,7 +499,9 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
           f"{LABELS[m]} {row['seeds']}" for m, row in table.items())
       + f" ({len(records)} runs).",
       "- Command(s): " + "; ".join(f"`{c}`" for c in summary["commands"]),
-      "- Source commit(s) of the runs: " + ", ".join(summary["commits"]) + ".",
+      "- Source commit(s) of the runs: " + ", ".join(
+          "not recorded" if c == "None" else c for c in summary["commits"])
+      + ".",
       "- Machine(s): " + "; ".join(
           f"{m['cpu']}, {m['cores']} cores, jax {m['jax']}, {m['devices']}"
           for m in summary["machines"]),
