@@ -199,6 +199,16 @@ def test_summary_names_each_methods_own_mixing_settings():
       {"none": dict(mode="batch")}, settings, 32, 32) == "- No mixing method."
 
 
+def test_machines_differing_only_in_platform_are_told_apart():
+  base = dict(cpu="Xeon", cores="2", python="3.11.7", jax="0.10.2",
+              devices="['cpu:0']")
+  line = experiments._machines_line(
+      [dict(base, platform="Linux-a"), dict(base, platform="Linux-b")])
+  assert line == ("- Machine(s): Xeon, 2 cores, Linux-a, Python 3.11.7, jax "
+                  "0.10.2, ['cpu:0']; Xeon, 2 cores, Linux-b, Python 3.11.7, "
+                  "jax 0.10.2, ['cpu:0']")
+
+
 _RESULTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "results")
 
 

@@ -302,6 +302,14 @@ def run_config(args: argparse.Namespace, method: str, seed: int,
       log_every=50, ckpt_every=args.ckpt_every, eval_every=args.eval_every)
 
 
+def _machines_line(machines):
+  # Every recorded field is named: runs of one study can differ only in, say,
+  # the kernel, and two identical-looking entries would read as a bug.
+  return "- Machine(s): " + "; ".join(
+      f"{m['cpu']}, {m['cores']} cores, {m['platform']}, Python "
+      f"{m['python']}, jax {m['jax']}, {m['devices']}" for m in machines)
+
+
 def _method_settings_line(table: dict[str, Any], s: dict[str, Any], h: int,
                           w: int) -> str:
   """One line naming the mixing settings of the methods in `table`."""
@@ -502,9 +510,7 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
       "- Source commit(s) of the runs: " + ", ".join(
           "not recorded" if c == "None" else c for c in summary["commits"])
       + ".",
-      "- Machine(s): " + "; ".join(
-          f"{m['cpu']}, {m['cores']} cores, jax {m['jax']}, {m['devices']}"
-          for m in summary["machines"]),
+      _machines_line(summary["machines"]),
       "- Mean training time per run: " + ", ".join(
           f"{LABELS[m]} {row['train_seconds'] / 60:.1f} min"
           for m, row in table.items()) + ".",
