@@ -226,3 +226,25 @@ def test_committed_summary_is_what_summary_only_rebuilds_from_the_runs(
     assert (tmp_path / name).read_text() == expected, (
         f"results/{study}/{name} is stale: rebuild it with `python -m "
         f"train.experiments --summary-only --out results/{study}`")
+
+
+def test_results_guide_quotes_the_committed_study_exactly():
+  with open(os.path.join(_RESULTS, "cifar10-5k", "results.json")) as f:
+    table = json.load(f)["methods"]
+  guide = os.path.join(os.path.dirname(_RESULTS), "docs", "guides",
+                       "results.md")
+  with open(guide) as f:
+    text = f.read()
+  for method, row in table.items():
+    cells = [experiments._cell(row[c]) for c in experiments.CONDITIONS]
+    cells += [f"{row[loss]['mean']:.3f}" for loss in ("train_loss",
+                                                       "test_loss")]
+    quoted = next((line for line in text.splitlines()
+                   if line.startswith(f"| {experiments.LABELS[method]} | ")
+                   and "±" in line), None)
+    assert quoted is not None, f"no row for {method} in {guide}"
+    numbers = [c.strip().removesuffix(" (mixed)")
+               for c in quoted.strip("|").split("|")[2:]]
+    assert numbers == cells, (method, quoted)
+    assert quoted.split("|")[2].strip() == str(len(row["seeds"]))
+
