@@ -247,4 +247,3 @@ def test_results_guide_quotes_the_committed_study_exactly():
                for c in quoted.strip("|").split("|")[2:]]
     assert numbers == cells, (method, quoted)
     assert quoted.split("|")[2].strip() == str(len(row["seeds"]))
-

@@ -302,7 +302,8 @@ def run_config(args: argparse.Namespace, method: str, seed: int,
       log_every=50, ckpt_every=args.ckpt_every, eval_every=args.eval_every)
 
 
-def _machines_line(machines):
+def _machines_line(machines: list[dict[str, str]]) -> str:
+  """One line naming each distinct machine the runs were made on."""
   # Every recorded field is named: runs of one study can differ only in, say,
   # the kernel, and two identical-looking entries would read as a bug.
   return "- Machine(s): " + "; ".join(
