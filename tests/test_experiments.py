@@ -209,6 +209,12 @@ def test_machines_differing_only_in_platform_are_told_apart():
                   "jax 0.10.2, ['cpu:0']")
 
 
+def test_machines_line_leaves_out_fields_an_older_record_lacks():
+  line = experiments._machines_line(
+      [dict(cpu="Xeon", cores="2", jax="0.10.2", devices="['cpu:0']")])
+  assert line == "- Machine(s): Xeon, 2 cores, jax 0.10.2, ['cpu:0']"
+
+
 _RESULTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "results")
 
 

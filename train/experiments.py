@@ -302,13 +302,19 @@ def run_config(args: argparse.Namespace, method: str, seed: int,
       log_every=50, ckpt_every=args.ckpt_every, eval_every=args.eval_every)
 
 
+_MACHINE_FIELDS = (("cpu", "{}"), ("cores", "{} cores"), ("platform", "{}"),
+                   ("python", "Python {}"), ("jax", "jax {}"),
+                   ("devices", "{}"))
+
+
 def _machines_line(machines: list[dict[str, str]]) -> str:
   """One line naming each distinct machine the runs were made on."""
   # Every recorded field is named: runs of one study can differ only in, say,
-  # the kernel, and two identical-looking entries would read as a bug.
+  # the kernel, and two identical-looking entries would read as a bug. Fields
+  # a record lacks (runs made before they were recorded) are left out.
   return "- Machine(s): " + "; ".join(
-      f"{m['cpu']}, {m['cores']} cores, {m['platform']}, Python "
-      f"{m['python']}, jax {m['jax']}, {m['devices']}" for m in machines)
+      ", ".join(form.format(m[field]) for field, form in _MACHINE_FIELDS
+                if field in m) for m in machines)
 
 
 def _method_settings_line(table: dict[str, Any], s: dict[str, Any], h: int,
