@@ -19,3 +19,7 @@ def fast_compile():
   jax.config.update("jax_disable_most_optimizations", True)
   yield
   jax.config.update("jax_disable_most_optimizations", False)
+  # JAX's compilation caches do not key on this flag: without clearing them a
+  # later test in the same worker would reuse these unoptimised executables
+  # and see their (different) float rounding.
+  jax.clear_caches()

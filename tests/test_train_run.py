@@ -35,9 +35,11 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
   straight = train.train_and_evaluate(config.Config(workdir=workdir, **ckpt,
                                                     **RUN))
   assert straight["step"] == TOTAL_STEPS
-  # Measured 0.964 (346/359) on 8 CPU devices, reproducibly; the bar leaves
-  # five samples for other platforms.
-  assert straight["test_accuracy"] >= 0.95, straight
+  # Measured 0.964 (346/359) on an Intel CPU and 0.958 (344) on an AMD one,
+  # 8 simulated devices. CPUs round differently, which moves it like another
+  # seed would: seeds 0-7 reached 332 to 344 of 359. The bar (323) is below
+  # all of them; a model that does not learn stays near 0.1.
+  assert straight["test_accuracy"] >= 0.90, straight
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     records = [json.loads(line) for line in f]
   assert [r["epoch"] for r in records] == list(range(1, 6))
