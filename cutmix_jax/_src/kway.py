@@ -93,7 +93,10 @@ class KWayLabels:
       raise TypeError(
           f"weights must be float with the shape of classes "
           f"{tuple(classes.shape)}, got {validation.describe(weights)}.")
-    labels_lib._check_smoothing(label_smoothing)
+    labels_lib._check_smoothing(label_smoothing)  # pylint: disable=protected-access
+    if validation.is_static_number(label_smoothing):
+      # Static metadata must hash; a float keeps the value `one_hot` uses.
+      label_smoothing = float(label_smoothing)
     self._set(classes, weights.astype(jnp.float32), num_classes,
               label_smoothing)
 
@@ -234,7 +237,7 @@ def mix_labels_kway(
   check_integer_labels(labels)
   num_classes = validation.check_size(num_classes, "num_classes")
   params_lib.check(params, labels.shape[0], "labels")
-  labels_lib._check_smoothing(label_smoothing)
+  labels_lib._check_smoothing(label_smoothing)  # pylint: disable=protected-access
   if labels.dtype != jnp.int32:
     valid = (labels >= 0) & (labels < num_classes)
     labels = jnp.where(valid, labels, -1).astype(jnp.int32)
