@@ -41,7 +41,7 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
   # all of them; a model that does not learn stays near 0.1.
   assert straight["test_accuracy"] >= 0.90, straight
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    records = [json.loads(line) for line in f]
+    records = straight_records = [json.loads(line) for line in f]
   assert [r["epoch"] for r in records] == list(range(1, 6))
   for name in ("curves.png", "augmented_batch.png", "config.json"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0
@@ -74,6 +74,10 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
   assert [r["epoch"] for r in records] == list(range(1, 6))
   assert [r["epoch"] for r in records if "test_accuracy" in r] == [1, 2, 3,
                                                                    5]
+  # Epoch 4, resumed at its 18th step, reports the mean over all its steps:
+  # the checkpoint holds the losses of the steps before the restart.
+  assert ([r["train_loss"] for r in records]
+          == [r["train_loss"] for r in straight_records])
 
   # Other settings in the same workdir are refused, not silently mixed.
   changed = config.Config(workdir=workdir, **dict(RUN, lr=0.05))
@@ -156,7 +160,7 @@ def test_incomplete_checkpoints_are_skipped(tmp_path):
   (tmp_path / "9.orbax-checkpoint-tmp-1234" / "junk").write_text("x")
   (tmp_path / "8").mkdir()
   (tmp_path / "8" / "junk").write_text("x")
-  step, restored = checkpoints.Checkpointer(str(tmp_path)).restore_latest(
+  step, restored, _ = checkpoints.Checkpointer(str(tmp_path)).restore_latest(
       jax.tree.map(np.zeros_like, state))
   assert step == 7
   np.testing.assert_array_equal(restored["w"], state["w"])
