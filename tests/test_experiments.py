@@ -376,6 +376,9 @@ def test_cifar10_pool_is_55000_distinct_images_disjoint_from_the_training_arrays
   assert files[44_999:45_001] == ["train/truck/4998.jpg",
                                   "test/airplane/0000.jpg"]
   assert sha == CIFAR10_5K_POOL_SHA256
+  # The pool the confirmatory protocol registers is this very pool.
+  with open(os.path.join(_RESULTS, "cifar10-5k-confirm", "PROTOCOL.md")) as f:
+    assert sha in f.read()
   assert len(_image_keys(x_pool)) == 55_000
   # The trainer's own training arrays: every image of one epoch-sized batch
   # that its loader yields for the subset.
