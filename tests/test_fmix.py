@@ -8,13 +8,13 @@ import pytest
 
 import cutmix_jax as cj
 from cutmix_jax._src import masks
-from cutmix_jax._src import pairing
+from cutmix_jax._src import plan as plan_lib
 
 
 def _noise(key, batch, height, width, decay_power):
   """`sample_fmix(key, batch, height, width, mode='elem')`'s pre-threshold
   noise, one image per draw (the only private access in this file)."""
-  plan = pairing.plan(key, batch, mode="elem", pairing="flip", groups=1,
+  plan = plan_lib.plan(key, batch, mode="elem", pairing="flip", groups=1,
                       axis_name=None, invariant=False)
   return np.asarray(masks._fourier_noise(  # pylint: disable=protected-access
       plan, height, width, decay_power))

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 from cutmix_jax._src import pairing
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import validation
+from cutmix_jax._src.typing import ArrayLike
 
-ArrayLike = jax.typing.ArrayLike
 
 
 def _check_smoothing(label_smoothing) -> None:

@@ -16,9 +16,8 @@ from cutmix_jax._src import prng
 from cutmix_jax._src import sampling
 from cutmix_jax._src import validation
 from cutmix_jax._src.params import Mode, Pairing, Placement, Resize
+from cutmix_jax._src.typing import ArrayLike, AxisName
 
-ArrayLike = jax.typing.ArrayLike
-AxisName = sampling.AxisName
 
 
 def _prepare(key, images, labels, layout, num_classes):
