@@ -104,9 +104,6 @@ html_theme_options = {
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 
-# The API pages are generated from docs/api_groups.py on every build.
-api_groups.write_api_pages(DOCS / "api")
-
 
 # Sphinx resolves an `autodoc_type_aliases` name to a `TypeAliasForwardRef`
 # and unwraps it only when it is a parameter's whole annotation; nested in
@@ -147,6 +144,9 @@ def _process_docstring(app, what, name, obj, options, lines):
 
 
 def setup(app):
+  # The API pages are generated from docs/api_groups.py on every build (here,
+  # before Sphinx looks for sources, so that importing conf writes nothing).
+  api_groups.write_api_pages(DOCS / "api")
   # After napoleon (priority 500), so its output is what gets fixed.
   app.connect("autodoc-process-docstring", _process_docstring, priority=900)
   app.connect("autodoc-process-signature", _process_signature)
