@@ -70,6 +70,7 @@ def test_documented_with_an_example(name):
   assert doc and ">>>" in doc, name
 
 
+@pytest.mark.slow
 def test_output_types_and_dtypes():
   for dtype in [jnp.uint8, jnp.int32, jnp.bfloat16, jnp.float16, jnp.float32]:
     images, targets = cj.cutmix(KEY, X.astype(dtype), Y, num_classes=5)

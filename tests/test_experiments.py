@@ -100,6 +100,7 @@ def _write_tiny_zip(tmp_path, size=16, swap_test=False):
   return str(path)
 
 
+@pytest.mark.slow
 def test_experiments_end_to_end_resume_and_summary(tmp_path, capsys,
                                                    monkeypatch, fast_compile):
   zip_path = _write_tiny_zip(tmp_path)

@@ -16,6 +16,9 @@ import numpy as np
 
 import cutmix_jax as cj
 
+# Hypothesis: each property compiles and runs dozens of generated cases.
+pytestmark = pytest.mark.slow
+
 DTYPES = [jnp.uint8, jnp.int32, jnp.bfloat16, jnp.float16, jnp.float32]
 MODES = ["batch", "pair", "elem"]
 

@@ -67,7 +67,8 @@ _COMMON_ARGS = {
     "prob": """\
 prob: chance of mixing at all (the official `cutmix_prob`), applied once:
   per batch in 'batch' mode, per pair in 'pair' mode, per sample in
-  'elem' mode. May be traced.""",
+  'elem' mode. May be traced; a traced value is not range-checked: at 1
+  or above every draw mixes, at 0 or below (or NaN) none does.""",
     "mode": """\
 mode: 'batch' (one draw for the whole batch, as in the paper), 'pair'
   (a sample and its partner share one draw, so they swap the same region)

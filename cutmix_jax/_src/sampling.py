@@ -505,7 +505,9 @@ def sample_mix(
     width: static image width.
     mixup_alpha: MixUp's Beta parameter; 0 turns MixUp off. May be traced.
     cutmix_alpha: CutMix's Beta parameter; 0 turns CutMix off. May be traced.
-    switch_prob: chance that a mixing draw is CutMix when both are on.
+    switch_prob: chance that a mixing draw is CutMix when both are on. May
+      be traced; a traced value is not range-checked: at 1 or above every
+      mixing draw is CutMix, at 0 or below (or NaN) every one is MixUp.
     placement: CutMix box placement, as in `sample_cutmix`.
     cutmix_minmax: as `minmax` in `sample_cutmix`; turns CutMix on regardless
       of `cutmix_alpha`.
@@ -584,7 +586,9 @@ def sample_cutout(
     size: box side in pixels, an int or `(height, width)`; default half of
       each image side (16 on CIFAR, the Cutout paper's CIFAR-10 setting).
     prob: chance of cutting, per batch ('batch') or per sample ('elem',
-      the default, as in the Cutout paper).
+      the default, as in the Cutout paper). A traced value is not
+      range-checked: at 1 or above every box is cut, at 0 or below (or NaN)
+      none is.
     mode: 'batch' or 'elem' ('pair' is accepted and draws per pair).
     axis_name: as in `sample_cutmix`.
     invariant: as in `sample_cutmix`: each sample's box depends on the key
@@ -705,8 +709,10 @@ def sample_switch(
     height: static image height.
     width: static image width.
     probs: relative weights of the ops, a dict with some of the keys
-      'cutmix', 'mixup', 'cutout', 'resizemix'; values >= 0, may be traced
-      (a traced all-zero set gives NaN `lam`, which surfaces in the loss).
+      'cutmix', 'mixup', 'cutout', 'resizemix'; values >= 0, may be traced.
+      Traced values are not checked: a negative one changes every op's
+      odds, and weights that sum to 0 or less, or hold a NaN, give NaN `lam`
+      (which surfaces in the loss).
     cutmix_alpha: CutMix's Beta parameter, > 0; may be traced.
     mixup_alpha: MixUp's Beta parameter, > 0; may be traced.
     cutout_size: Cutout's box side, as `size` in `sample_cutout`.
