@@ -26,6 +26,7 @@ from jax import lax
 import numpy as np
 
 import cutmix_jax as cm
+from bench import losses
 from bench import machine
 from bench import peers as peers_lib
 from bench import reference
@@ -116,7 +117,21 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   p.add_argument("--train-batch", type=int, default=None,
                  help="batch of the train-step section (default 128, 16 with "
                  "--quick)")
+  p.add_argument("--no-loss", action="store_true",
+                 help="skip the loss section (k-way labels and fused losses "
+                 "against dense targets)")
+  p.add_argument("--only-loss", action="store_true",
+                 help="run the loss section only")
+  p.add_argument("--loss-batches", nargs="+", type=int,
+                 default=list(losses.BATCHES),
+                 help="batch sizes of the loss section (16 with --quick)")
+  p.add_argument("--loss-classes", nargs="+", type=int,
+                 default=list(losses.CLASSES),
+                 help="numbers of classes of the loss section (1000 with "
+                 "--quick)")
   args = p.parse_args(argv)
+  if args.only_loss and args.no_loss:
+    p.error("--only-loss and --no-loss exclude each other")
   if args.shapes is None:
     args.shapes = list(QUICK_SHAPES if args.quick else SHAPES)
   if args.dtypes is None:
@@ -394,13 +409,20 @@ def write_outputs(out_dir: pathlib.Path, report: dict) -> None:
       "batch copy timed just before it, same shape and dtype). Times are "
       f"per call; {report['config']['reps']} repetitions; compile ms is the "
       "first call less a steady one. Train rows: `x copy` is the ratio to the "
-      "train step with `--aug none`.",
+      "train step with `--aug none`. Loss rows: `x copy` is k-way time over "
+      "dense time, and the times are k-way's.",
       "",
   ]
   summary = summary_lines(report["rows"])
   if summary:
     md += ["## Time / copy time (median of per-repetition ratios)", ""]
-    md += summary + ["", "## All rows", ""]
+    md += summary + [""]
+  loss_table = losses.table_lines(report["rows"])
+  if loss_table:
+    md += ["## Loss: k-way labels against dense targets", ""]
+    md += loss_table + [""]
+  if summary or loss_table:
+    md += ["## All rows", ""]
   md += table_lines(report["rows"], markdown=True)
   if report["skipped"]:
     md += ["", "Skipped:", ""] + [f"- {s}" for s in report["skipped"]]
@@ -414,18 +436,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   log(f"machine: {info}")
   log(f"versions: {versions}")
   rows, skipped = [], []
-  for shape in args.shapes:
+  for shape in [] if args.only_loss else args.shapes:
     for i, dtype in enumerate(args.dtypes):
       r, s = ops_section(args, shape, dtype, draws=not args.no_draw and i == 0,
                          log=log)
       rows += r
       skipped += [f"{timing.shape_str(shape)} {dtype}: {x}" for x in s]
-  if not args.no_cross_device:
+  if not args.no_cross_device and not args.only_loss:
     r, s = cross_device_section(args, log)
     rows += r
     skipped += s
-  if not args.no_train:
+  if not args.no_train and not args.only_loss:
     r, s = train_section(args, log)
+    rows += r
+    skipped += s
+  if not args.no_loss:
+    r, s = losses.section(args, log)
     rows += r
     skipped += s
   report = {

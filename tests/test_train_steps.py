@@ -153,7 +153,7 @@ def test_jit_step_moves_no_images_between_devices():
 @pytest.mark.slow
 def test_pmap_devices_draw_different_boxes():
   _, _, t = _trainer("pmap", aug="cutmix", mode="batch", prob=1.0,
-                     crop_pad=0)
+                     crop_pad=0, targets="dense")
   x = np.zeros((8, 2) + IMAGE_SHAPE, np.float32)
   x[:, 1] = 255.0  # each device: a black and a white image, swapped by CutMix
   y = np.tile(np.array([0, 1], np.int32), (8, 1))

@@ -15,6 +15,7 @@ SCHEDULES = ("cosine", "step")
 PARALLEL = ("jit", "pmap")
 DTYPES = ("float32", "bfloat16")
 LOADERS = ("auto", "memory", "grain")
+TARGETS = ("kway", "dense")
 
 
 @dataclasses.dataclass
@@ -38,6 +39,7 @@ class Config:
   schedule: str = "cosine"
   warmup_epochs: float = 2.0
   label_smoothing: float = 0.0
+  targets: str = "kway"
   grad_clip: float = 0.0
   aug: str = "cutmix"
   alpha: float = 1.0
@@ -89,6 +91,7 @@ class Config:
         (self.parallel in PARALLEL, f"--parallel must be one of {PARALLEL}"),
         (self.dtype in DTYPES, f"--dtype must be one of {DTYPES}"),
         (self.loader in LOADERS, f"--loader must be one of {LOADERS}"),
+        (self.targets in TARGETS, f"--targets must be one of {TARGETS}"),
         (self.loader != "grain" or self.dataset == "imagefolder",
          "--loader grain reads --dataset imagefolder only"),
         (self.loader_memory_gb > 0, "--loader-memory-gb must be > 0"),
@@ -170,6 +173,11 @@ _HELP = {
                 "then x0.1 at 50%% and 75%% of training",
     "warmup_epochs": "linear warmup length in epochs",
     "label_smoothing": "label smoothing, applied before mixing",
+    "targets": "kway: each sample's (class, weight) pairs and cutmix_jax's "
+               "fused softmax cross-entropy, with no [batch, classes] target "
+               "(every dataset here has integer labels); dense: float "
+               "[batch, classes] targets and optax's loss. The same loss to "
+               "float rounding",
     "grad_clip": "clip gradients to this global norm (0: off)",
     "aug": "batch augmentation after crop and flip: none, cutmix, mixup, mix "
            "(CutMix or MixUp, switched), cutout",
@@ -243,7 +251,7 @@ def make_parser() -> argparse.ArgumentParser:
   )
   choices = {"dataset": DATASETS, "model": tuple(models.MODELS), "aug": AUGS,
              "mode": MODES, "schedule": SCHEDULES, "parallel": PARALLEL,
-             "dtype": DTYPES, "loader": LOADERS}
+             "dtype": DTYPES, "loader": LOADERS, "targets": TARGETS}
   for field in dataclasses.fields(Config):
     flag = "--" + field.name.replace("_", "-")
     kwargs = dict(default=field.default, help=_HELP[field.name])

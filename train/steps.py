@@ -7,7 +7,7 @@ under `jax.jit` over a mesh and under `jax.pmap`, and checkpoints as is.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import cutmix_jax
 import jax
@@ -18,6 +18,7 @@ from flax import nnx
 from jax import lax
 
 State = dict[str, Any]
+Targets = Union[jax.Array, cutmix_jax.KWayLabels]
 
 
 def random_crop_flip(
@@ -74,7 +75,8 @@ def augment(
     std: np.ndarray,
     groups: int = 1,
     axis_name: Optional[str] = None,
-) -> tuple[jax.Array, jax.Array]:
+    targets: Optional[str] = None,
+) -> tuple[jax.Array, Targets]:
   """Normalise, crop and flip, then `cfg.aug` from `cutmix_jax`.
 
   Args:
@@ -89,11 +91,13 @@ def augment(
       pairs are then formed inside each device's block, so no image moves.
     axis_name: under `pmap`, the mapped axis, so each device draws its own
       crops and boxes from the same replicated key.
+    targets: 'kway' or 'dense'; default `cfg.targets`.
 
   Returns:
-    `(images, targets)`: float32 images and float32 soft targets
-    `[batch, num_classes]`.
+    `(images, targets)`: float32 images, and `cutmix_jax.KWayLabels` or
+    float32 soft targets `[batch, num_classes]`.
   """
+  targets = targets or cfg.targets
   k_crop, k_mix = jax.random.split(key)
   if axis_name is not None:
     k_crop = jax.random.fold_in(k_crop, lax.axis_index(axis_name))
@@ -101,7 +105,8 @@ def augment(
   # Cropping after normalisation pads with the mean colour (zero).
   x = random_crop_flip(k_crop, x, cfg.crop_pad, cfg.flip)
   common = dict(num_classes=num_classes, label_smoothing=cfg.label_smoothing,
-                prob=cfg.prob, mode=cfg.mode, axis_name=axis_name)
+                prob=cfg.prob, mode=cfg.mode, axis_name=axis_name,
+                targets=targets)
   if cfg.aug == "cutmix":
     return cutmix_jax.cutmix(k_mix, x, labels, alpha=cfg.alpha, groups=groups,
                              **common)
@@ -116,9 +121,18 @@ def augment(
     # Zero after normalisation fills with the dataset mean, as in the paper.
     x = cutmix_jax.cutout(k_mix, x, size=cfg.cutout_size, prob=cfg.prob,
                           mode=cfg.mode, axis_name=axis_name)
-  targets = cutmix_jax.one_hot(labels, num_classes,
+  if targets == "kway":
+    return x, cutmix_jax.KWayLabels(labels[:, None], num_classes=num_classes,
+                                    label_smoothing=cfg.label_smoothing)
+  return x, cutmix_jax.one_hot(labels, num_classes,
                                label_smoothing=cfg.label_smoothing)
-  return x, targets
+
+
+def mixed_loss(logits: jax.Array, targets: Targets) -> jax.Array:
+  """Softmax cross-entropy per example, for either kind of `augment` target."""
+  if isinstance(targets, cutmix_jax.KWayLabels):
+    return cutmix_jax.softmax_cross_entropy_kway(logits, targets)
+  return optax.softmax_cross_entropy(logits, targets)
 
 
 def decay_mask(params):
@@ -175,7 +189,8 @@ def make_train_step(
   Args:
     graphdef: the model's static graph (from `init_state`).
     tx: the optimiser.
-    augment_fn: `(key, images, labels) -> (images, targets)`.
+    augment_fn: `(key, images, labels) -> (images, targets)`, with targets
+      as `mixed_loss` takes them.
     axis_name: under `pmap`, the axis to average gradients and the loss over
       (BatchNorm averages its statistics itself, via its own `axis_name`).
 
@@ -190,7 +205,7 @@ def make_train_step(
     def loss_fn(params):
       model = nnx.merge(graphdef, params, state["batch_stats"])
       logits = model(x, train=True)
-      loss = optax.softmax_cross_entropy(logits, targets).mean()
+      loss = mixed_loss(logits, targets).mean()
       return loss, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(

@@ -31,7 +31,9 @@ PMAP_AXIS = "batch"
 # Settings that may change between a run and its resumption.
 _RESUMABLE_FIELDS = ("workdir", "data_dir", "progress", "log_every",
                      "ckpt_every", "ckpt_minutes", "ckpt_keep", "eval_every",
-                     "eval_batch_size", "workers", "loader_memory_gb")
+                     "eval_batch_size", "workers", "loader_memory_gb",
+                     # The same loss to float rounding.
+                     "targets")
 # How the processes of a run find each other: not part of the run, so not
 # saved in config.json (a resume may use other addresses).
 _LAUNCH_FIELDS = ("distributed", "coordinator_address", "num_processes",
@@ -391,7 +393,8 @@ def train_and_evaluate(
     # device draws its own boxes, so the picture is representative only).
     x0, y0 = next(iter(src.train_batches(cfg.batch_size, cfg.seed, 0, 1,
                                          train_rows)))
-    grid_fn = functools.partial(t.augment_fn, groups=par.n, axis_name=None)
+    grid_fn = functools.partial(t.augment_fn, groups=par.n, axis_name=None,
+                                targets="dense")
     key0 = jax.random.fold_in(root_key, 0)
     if cfg.parallel == "jit":
       # The global batch, as the train step sees it; process 0 draws its
