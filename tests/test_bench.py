@@ -13,6 +13,9 @@ import pathlib
 
 import pytest
 
+# The module's fixture runs `python -m bench --quick` in a subprocess.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 COLUMNS = ("section", "name", "mode", "dtype", "shape", "note")

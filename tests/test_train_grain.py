@@ -21,6 +21,10 @@ from train import distributed
 from train import grain_data
 from train import train
 
+# Every test here builds a Grain pipeline over JPEG files, most with worker
+# or training processes.
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 12
 

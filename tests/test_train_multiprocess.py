@@ -254,6 +254,7 @@ def _records(workdir):
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_and_resume(tmp_path):
   """2 processes x 4 devices = 1 process x 8 devices, bit for bit.
 

@@ -25,6 +25,7 @@ RUN = dict(model="tiny", width=16, epochs=5, batch_size=32, warmup_epochs=1,
 TOTAL_STEPS = 5 * (1438 // 32)
 
 
+@pytest.mark.slow
 def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
   # One test, not three sharing a fixture, so that `pytest -n 3` cannot
   # split them over workers and train the straight run twice.
@@ -41,7 +42,7 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
   # all of them; a model that does not learn stays near 0.1.
   assert straight["test_accuracy"] >= 0.90, straight
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    records = [json.loads(line) for line in f]
+    records = straight_records = [json.loads(line) for line in f]
   assert [r["epoch"] for r in records] == list(range(1, 6))
   for name in ("curves.png", "augmented_batch.png", "config.json"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0
@@ -74,6 +75,10 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
   assert [r["epoch"] for r in records] == list(range(1, 6))
   assert [r["epoch"] for r in records if "test_accuracy" in r] == [1, 2, 3,
                                                                    5]
+  # Epoch 4, resumed at its 18th step, reports the mean over all its steps:
+  # the checkpoint holds the losses of the steps before the restart.
+  assert ([r["train_loss"] for r in records]
+          == [r["train_loss"] for r in straight_records])
 
   # Other settings in the same workdir are refused, not silently mixed.
   changed = config.Config(workdir=workdir, **dict(RUN, lr=0.05))
@@ -82,6 +87,7 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_message(tmp_path, fast_compile):
   cfg = config.Config(workdir=str(tmp_path), model="tiny", epochs=1, lr=1e30,
                       warmup_epochs=0, log_every=1, progress=False)
@@ -89,6 +95,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, fast_compile):
     train.train_and_evaluate(cfg)
 
 
+@pytest.mark.slow
 def test_pmap_run_checkpoints_and_resumes(tmp_path, fast_compile):
   cfg = config.Config(workdir=str(tmp_path / "straight"), model="tiny",
                       epochs=1, batch_size=64, parallel="pmap",
@@ -113,6 +120,7 @@ def test_pmap_run_checkpoints_and_resumes(tmp_path, fast_compile):
   assert result["test_accuracy"] == straight["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes(tmp_path):
   steps_per_epoch = 1438 // 32
   # Few saves: each costs more than a step of this tiny model.
@@ -145,6 +153,7 @@ def test_killed_run_resumes(tmp_path):
   assert f"Done: step {steps_per_epoch}" in done.stdout
 
 
+@pytest.mark.slow
 def test_incomplete_checkpoints_are_skipped(tmp_path):
   ckpt = checkpoints.Checkpointer(str(tmp_path))
   state = {"w": np.arange(3.0), "step": np.int32(7)}
@@ -156,7 +165,7 @@ def test_incomplete_checkpoints_are_skipped(tmp_path):
   (tmp_path / "9.orbax-checkpoint-tmp-1234" / "junk").write_text("x")
   (tmp_path / "8").mkdir()
   (tmp_path / "8" / "junk").write_text("x")
-  step, restored = checkpoints.Checkpointer(str(tmp_path)).restore_latest(
+  step, restored, _ = checkpoints.Checkpointer(str(tmp_path)).restore_latest(
       jax.tree.map(np.zeros_like, state))
   assert step == 7
   np.testing.assert_array_equal(restored["w"], state["w"])

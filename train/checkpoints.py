@@ -14,9 +14,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 # The items of a step: the training state ("default", the folder a
-# single-item checkpoint uses, so older checkpoints still restore) and the
-# data loader's iterator state, when it has one (Grain).
-_STATE, _LOADER = "default", "loader"
+# single-item checkpoint uses, so older checkpoints still restore), the
+# data loader's iterator state, when it has one (Grain), and the trainer's
+# progress within the epoch (JSON: the losses of the epoch's steps so far).
+_STATE, _LOADER, _PROGRESS = "default", "loader", "progress"
 # Written when a save is finalised: the step's metadata and the state's tree.
 _COMPLETE_MARKERS = ("_CHECKPOINT_METADATA", os.path.join(_STATE, "_METADATA"))
 
@@ -141,9 +142,11 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
         self.directory, options=options,
         item_handlers={_STATE: ocp.StandardCheckpointHandler(),
-                       _LOADER: grain.checkpoint.CheckpointHandler()})
+                       _LOADER: grain.checkpoint.CheckpointHandler(),
+                       _PROGRESS: ocp.JsonCheckpointHandler()})
 
-  def save(self, step: int, state: Any, loader: Any = None) -> None:
+  def save(self, step: int, state: Any, loader: Any = None,
+           progress: Optional[dict[str, Any]] = None) -> None:
     """Starts an asynchronous save; training continues meanwhile.
 
     Args:
@@ -151,11 +154,15 @@ class Checkpointer:
       state: the training state.
       loader: a data loader with Grain's `get_state() -> bytes` (the state
         after `step` batches), or None.
+      progress: JSON-able host values that the state does not hold (the
+        trainer's running epoch losses), or None.
     """
     items = {_STATE: ocp.args.StandardSave(state)}
     if loader is not None:
       items[_LOADER] = grain.checkpoint.CheckpointSave(
           _Frozen(loader.get_state()))
+    if progress is not None:
+      items[_PROGRESS] = ocp.args.JsonSave(progress)
     self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def _complete(self, step: int) -> bool:
@@ -164,7 +171,7 @@ class Checkpointer:
                for m in _COMPLETE_MARKERS)
 
   def restore_latest(self, target: Any, loader: Any = None
-                     ) -> Optional[tuple[int, Any]]:
+                     ) -> Optional[tuple[int, Any, Optional[dict[str, Any]]]]:
     """Restores the newest complete checkpoint into `target`'s structure.
 
     Args:
@@ -175,7 +182,9 @@ class Checkpointer:
         lists what does not fit; or None.
 
     Returns:
-      `(step, state)`, or None if there is no complete checkpoint.
+      `(step, state, progress)`, or None if there is no complete checkpoint;
+      `progress` is what `save` was given, or None where it was given none
+      (checkpoints of older trainers too).
 
     Raises:
       CheckpointError: the newest complete checkpoint has another structure
@@ -205,6 +214,8 @@ class Checkpointer:
       if loader is not None:
         self._check_loader_files(path)
         items[_LOADER] = grain.checkpoint.CheckpointRestore(loader)
+      if os.path.isdir(os.path.join(path, _PROGRESS)):
+        items[_PROGRESS] = ocp.args.JsonRestore()
       try:
         restored = self._manager.restore(step,
                                          args=ocp.args.Composite(**items))
@@ -218,7 +229,7 @@ class Checkpointer:
           raise CheckpointError(
               f"checkpoint {path} does not fit this run's data loader ("
               + "; ".join(problems) + ").")
-      return step, restored[_STATE]
+      return step, restored[_STATE], restored.get(_PROGRESS)
     return None
 
   @staticmethod

@@ -225,6 +225,16 @@ def make_train_step(
   return train_step
 
 
+def make_logits_fn(graphdef, mean, std) -> Callable:
+  """`(state, images) -> logits` of the model in eval mode, on raw images."""
+
+  def logits_fn(state, images):
+    model = nnx.merge(graphdef, state["params"], state["batch_stats"])
+    return model((images.astype(jnp.float32) - mean) / std, train=False)
+
+  return logits_fn
+
+
 def make_eval_step(
     graphdef, mean, std, axis_name: Optional[str] = None
 ) -> Callable:
@@ -233,11 +243,10 @@ def make_eval_step(
   Returns summed loss, correct count and sample count over the unmasked
   samples, so padded tail samples never count.
   """
+  logits_fn = make_logits_fn(graphdef, mean, std)
 
   def eval_step(state, images, labels, mask):
-    model = nnx.merge(graphdef, state["params"], state["batch_stats"])
-    x = (images.astype(jnp.float32) - mean) / std
-    logits = model(x, train=False)
+    logits = logits_fn(state, images)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     sums = {
         "loss": jnp.sum(jnp.where(mask, loss, 0.0)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import math
 import os
 import time
@@ -268,6 +269,25 @@ def _evaluate(eval_step, par: Parallel, src: data.Source, batch_size: int,
   return float(sums["loss"]) / n, float(sums["correct"]) / n
 
 
+def _restored_epoch_losses(progress: Optional[dict[str, Any]], step: int,
+                           steps_per_epoch: int) -> list[jax.Array]:
+  """The losses of the resumed epoch's steps before `step`, from a checkpoint.
+
+  Kept so that a mid-epoch resume reports the whole epoch's mean train loss,
+  bit for bit as an uninterrupted run does (float32 survives JSON exactly).
+  """
+  done = step % steps_per_epoch
+  losses = (progress or {}).get("epoch_losses")
+  if losses is not None and len(losses) == done:
+    return [jnp.asarray(l, jnp.float32) for l in losses]
+  if done:
+    logging.warning(
+        "the checkpoint at step %d holds no losses of its epoch's first %d "
+        "steps (an older trainer wrote it): that epoch's train loss is the "
+        "mean of its remaining steps only.", step, done)
+  return []
+
+
 def open_data(cfg: Config) -> data.Source:
   """The dataset through the loader `cfg.loader` asks for (see `--loader`)."""
   if cfg.dataset != "imagefolder" or cfg.loader == "memory":
@@ -351,9 +371,11 @@ def train_and_evaluate(
   except checkpoints.CheckpointError as e:
     ckpt.close()
     raise TrainError(str(e)) from e
-  start_step = 0
+  start_step, epoch_losses = 0, []
   if restored is not None:
-    start_step, state = restored
+    start_step, state, progress = restored
+    epoch_losses = _restored_epoch_losses(progress, start_step,
+                                          steps_per_epoch)
     if main:
       print(f"Resuming from step {start_step} of {total_steps} in {workdir}.")
   state = par.put_state(state)
@@ -400,7 +422,7 @@ def train_and_evaluate(
   bar = tqdm.tqdm(total=total_steps, initial=start_step, unit="step",
                   disable=not (cfg.progress and main), dynamic_ncols=True)
   last_saved = start_step or None
-  epoch_losses, tick, tick_step = [], time.perf_counter(), start_step
+  tick, tick_step = time.perf_counter(), start_step
   record = None
   try:
     for step, (x, y) in enumerate(batches, start=start_step + 1):
@@ -435,7 +457,8 @@ def train_and_evaluate(
         _check_finite(float(par.unreplicate(out["loss"])), step, last_saved)
         # Orbax copies the arrays to the host before returning, so the next
         # step may donate their buffers while the files are written.
-        ckpt.save(step, par.unreplicate(state), stream)
+        ckpt.save(step, par.unreplicate(state), stream,
+                  progress=dict(epoch_losses=[float(l) for l in epoch_losses]))
         save_policy.saved()
         last_saved = step
   finally:

@@ -18,7 +18,7 @@ from cutmix_jax._src import pairing
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import validation
 
-ArrayLike = jax.typing.ArrayLike
+from cutmix_jax._src.typing import ArrayLike
 
 
 def _smooth(targets: jax.Array, label_smoothing) -> jax.Array:

@@ -17,7 +17,7 @@ from cutmix_jax._src import kway as kway_lib
 from cutmix_jax._src import labels as labels_lib
 from cutmix_jax._src import validation
 
-ArrayLike = jax.typing.ArrayLike
+from cutmix_jax._src.typing import ArrayLike
 
 
 def _check(logits, labels, name: str) -> jax.Array:

@@ -17,9 +17,8 @@ from cutmix_jax._src import prng
 from cutmix_jax._src import sampling
 from cutmix_jax._src import validation
 from cutmix_jax._src.params import Mode, Pairing, Placement, Resize
+from cutmix_jax._src.typing import ArrayLike, AxisName
 
-ArrayLike = jax.typing.ArrayLike
-AxisName = sampling.AxisName
 Targets = Literal["dense", "kway"]
 TARGETS: tuple[str, ...] = get_args(Targets)
 
@@ -71,10 +70,15 @@ def cutmix(
       are kept exactly.
     labels: integer ids `[batch]` (needs `num_classes`) or float targets
       `[batch, num_classes]`.
-    alpha: Beta(α, α) parameter of λ, > 0; may be traced.
+    alpha: Beta(α, α) parameter of λ, > 0; may be traced (a traced α <= 0
+      or NaN gives NaN λ, which shows in the loss).
     num_classes: the number of classes, for integer labels.
-    label_smoothing: timm's label smoothing, applied before mixing.
-    prob: chance of mixing (the official `cutmix_prob`), applied once.
+    label_smoothing: timm's label smoothing in [0, 1], applied before
+      mixing. A traced value is not range-checked: outside [0, 1] the
+      targets leave [0, 1] (see `mix_labels`).
+    prob: chance of mixing (the official `cutmix_prob`), applied once. A
+      traced value is not range-checked: at 1 or above every draw mixes, at
+      0 or below (or NaN) none does.
     mode: 'batch', 'pair' or 'elem'.
     pairing: 'flip', 'roll' or 'permute'.
     groups: pair only inside this many contiguous blocks of the batch.
@@ -236,7 +240,8 @@ def cutout(
     images: `[batch, height, width, channels]` (or as `layout` says).
     size: box side, an int or `(height, width)`; default half of each side.
     fill_value: the fill, a scalar or per-channel `[channels]` for 'NHWC'.
-    prob: chance of cutting, per sample by default.
+    prob: chance of cutting, per sample by default; a traced value is not
+      range-checked (1 or above: every box cut; 0 or below, or NaN: none).
     mode: 'elem' (default) or 'batch'.
     layout: axes of `images`.
     axis_name: under `shard_map`/`pmap`, fold the axis index into the key.
