@@ -29,6 +29,7 @@ import cutmix_jax as cm
 from bench import machine
 from bench import peers as peers_lib
 from bench import reference
+from bench import roofline
 from bench import timing
 
 OPS = ("cutmix", "mixup", "cutout", "mix", "resizemix", "switch")
@@ -116,7 +117,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   p.add_argument("--train-batch", type=int, default=None,
                  help="batch of the train-step section (default 128, 16 with "
                  "--quick)")
+  roofline.add_args(p)
   args = p.parse_args(argv)
+  roofline.resolve_args(args)
+  if args.roofline_only:
+    args.shapes, args.no_cross_device, args.no_train = [], True, True
   if args.shapes is None:
     args.shapes = list(QUICK_SHAPES if args.quick else SHAPES)
   if args.dtypes is None:
@@ -390,18 +395,25 @@ def write_outputs(out_dir: pathlib.Path, report: dict) -> None:
       "Not installed: " + (", ".join(k for k, val in v.items() if val is None)
                            or "-"),
       "",
-      "`x copy` is the median over repetitions of (time / time of a jitted "
-      "batch copy timed just before it, same shape and dtype). Times are "
-      f"per call; {report['config']['reps']} repetitions; compile ms is the "
-      "first call less a steady one. Train rows: `x copy` is the ratio to the "
-      "train step with `--aug none`.",
-      "",
   ]
+  if report["rows"]:
+    md += [
+        "`x copy` is the median over repetitions of (time / time of a jitted "
+        "batch copy timed just before it, same shape and dtype). Times are "
+        f"per call; {report['config']['reps']} repetitions; compile ms is "
+        "the first call less a steady one. Train rows: `x copy` is the ratio "
+        "to the train step with `--aug none`.",
+        "",
+    ]
   summary = summary_lines(report["rows"])
   if summary:
     md += ["## Time / copy time (median of per-repetition ratios)", ""]
     md += summary + ["", "## All rows", ""]
-  md += table_lines(report["rows"], markdown=True)
+  if report["rows"]:
+    md += table_lines(report["rows"], markdown=True)
+  if report.get("roofline"):
+    md += [""] + roofline.markdown(report["roofline"]["rows"],
+                                   report["roofline"]["info"])
   if report["skipped"]:
     md += ["", "Skipped:", ""] + [f"- {s}" for s in report["skipped"]]
   (out_dir / "results.md").write_text("\n".join(md) + "\n")
@@ -428,6 +440,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r, s = train_section(args, log)
     rows += r
     skipped += s
+  roof = None
+  if not args.no_roofline:
+    r, s = roofline.section(args, log)
+    roof = {"info": roofline.summary(r), "rows": r}
+    skipped += s
   report = {
       "command": "python -m bench " + " ".join(
           sys.argv[1:] if argv is None else list(argv)),
@@ -439,6 +456,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           for k, v in vars(args).items()
       },
       "rows": rows,
+      "roofline": roof,
       "skipped": skipped,
   }
   print(f"machine: {info['cpu_model']}, {info['cpus_usable']}/"
@@ -446,7 +464,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"({info['device_kind']})")
   print("versions: " + ", ".join(
       f"{k} {v}" for k, v in versions.items() if v is not None))
-  print("\n".join(table_lines(rows, markdown=False)))
+  if rows:
+    print("\n".join(table_lines(rows, markdown=False)))
+  if roof:
+    print("\n".join(roofline.text(roof["rows"], roof["info"])))
   for s in skipped:
     print(f"skipped: {s}")
   write_outputs(args.out, report)
