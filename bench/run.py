@@ -26,6 +26,7 @@ from jax import lax
 import numpy as np
 
 import cutmix_jax as cm
+from bench import loaders
 from bench import machine
 from bench import peers as peers_lib
 from bench import reference
@@ -118,10 +119,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                  help="batch of the train-step section (default 128, 16 with "
                  "--quick)")
   roofline.add_args(p)
+  loaders.add_args(p)
   args = p.parse_args(argv)
   roofline.resolve_args(args)
-  if args.roofline_only:
+  loaders.resolve_args(args)
+  if args.roofline_only or args.loaders_only:
     args.shapes, args.no_cross_device, args.no_train = [], True, True
+    args.no_roofline |= args.loaders_only
+    args.no_loaders |= args.roofline_only
   if args.shapes is None:
     args.shapes = list(QUICK_SHAPES if args.quick else SHAPES)
   if args.dtypes is None:
@@ -438,6 +443,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     skipped += s
   if not args.no_train:
     r, s = train_section(args, log)
+    rows += r
+    skipped += s
+  if not args.no_loaders:
+    r, s = loaders.section(args, log)
     rows += r
     skipped += s
   roof = None
