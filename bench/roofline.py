@@ -45,6 +45,8 @@ SHAPES = ("256x32x32x3", "1024x224x224x3")
 CPU_SHAPES = ("256x32x32x3", "64x224x224x3")
 QUICK_SHAPES = ("8x8x8x3",)
 MULTIBOX_BOXES = 3
+# The longest a timed call may last: fewer iterations for slower ops.
+CALL_S = 1.0
 
 # Bytes moved per batch byte: reads plus writes of the images.
 PASSES = {
@@ -109,6 +111,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
   g.add_argument("--roofline-iters", type=int, default=None,
                  help="applications per timed call, inside one loop "
                  "(default 100; 3 with --quick)")
+  g.add_argument("--roofline-call-s", type=float, default=CALL_S,
+                 help="an op slower than this over --roofline-iters "
+                 "applications gets fewer (its row says how many)")
   g.add_argument("--roofline-reps", type=int, default=None,
                  help="timed calls per row, each after a timed copy "
                  "(default 5; 2 with --quick)")
@@ -221,6 +226,7 @@ def section(args, log) -> tuple[list[dict], list[str]]:
 
   device_kind = jax.devices()[0].device_kind
   n, reps = args.roofline_iters, args.roofline_reps
+  call_s = getattr(args, "roofline_call_s", CALL_S)
   start = time.perf_counter()
   rows, skipped = [], []
   key = jax.random.key(0)
@@ -251,19 +257,23 @@ def section(args, log) -> tuple[list[dict], list[str]]:
           skipped.append(f"roofline {label} failed: {type(e).__name__}: "
                          f"{str(e).splitlines()[0][:160]}")
           continue
+        # A compute-bound op (FMix's per-sample sort) gets fewer iterations,
+        # so that no call outlasts --roofline-call-s.
+        one = _time_call(f, key, x, y, 1)
+        n_op = max(1, min(n, int(call_s / one)))
         t_op, t_copy = [], []
         for _ in range(reps):
-          t_copy.append(_time_call(copy, key, x, y, n))
-          t_op.append(_time_call(f, key, x, y, n))
+          t_copy.append(_time_call(copy, key, x, y, n_op) / n_op)
+          t_op.append(_time_call(f, key, x, y, n_op) / n_op)
         copy_times += t_copy
         ratio = statistics.median(o / c for o, c in zip(t_op, t_copy))
-        case_rows.append(_row(op, mode, dtype, shape, nbytes, n, reps,
-                              statistics.median(t_op) / n,
+        case_rows.append(_row(op, mode, dtype, shape, nbytes, n_op, reps,
+                              statistics.median(t_op),
                               PASSES[op] / PASSES["copy"] / ratio,
                               device_kind, compile_s))
       if copy_times:
         rows.append(_row("copy", "-", dtype, shape, nbytes, n,
-                         len(copy_times), statistics.median(copy_times) / n,
+                         len(copy_times), statistics.median(copy_times),
                          1.0, device_kind, None))
       rows += case_rows
       del x
@@ -315,7 +325,8 @@ def markdown(rows: list[dict], info: dict) -> list[str]:
       "",
       "Each row: `iters` applications inside one jitted `fori_loop` (each "
       "iteration's output is the next one's input, its key "
-      "`fold_in(key, i)`), median of the timed calls. GB/s = passes x "
+      "`fold_in(key, i)`; fewer for an op that would take over "
+      f"{CALL_S:.0f} s a call), median of the timed calls. GB/s = passes x "
       "batch bytes / time per application (copy 2: read, write; select or "
       "blend with the partner 3: read two, write one; Cutout 2). `% copy`: "
       "the op's GB/s over the copy's of the same shape and dtype, timed "
