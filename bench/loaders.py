@@ -32,7 +32,7 @@ LOADERS = ("memory", "grain", "device")
 
 def add_args(p) -> None:
   g = p.add_argument_group("loaders (trainer throughput per --loader)")
-  g.add_argument("--loaders-only", action="store_true",
+  g.add_argument("--only-loaders", action="store_true",
                  help="run only the loaders section")
   g.add_argument("--no-loaders", action="store_true",
                  help="skip the loaders section")

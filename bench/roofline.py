@@ -94,7 +94,7 @@ def spec_hbm(device_kind: str) -> tuple[Optional[float], str]:
 def add_args(p: argparse.ArgumentParser) -> None:
   """The roofline section's flags, on `python -m bench`'s parser."""
   g = p.add_argument_group("roofline (bandwidth with dispatch amortised)")
-  g.add_argument("--roofline-only", action="store_true",
+  g.add_argument("--only-roofline", action="store_true",
                  help="run only the roofline section")
   g.add_argument("--no-roofline", action="store_true",
                  help="skip the roofline section")

@@ -123,10 +123,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   args = p.parse_args(argv)
   roofline.resolve_args(args)
   loaders.resolve_args(args)
-  if args.roofline_only or args.loaders_only:
+  if args.only_roofline or args.only_loaders:
     args.shapes, args.no_cross_device, args.no_train = [], True, True
-    args.no_roofline |= args.loaders_only
-    args.no_loaders |= args.roofline_only
+    args.no_roofline |= args.only_loaders
+    args.no_loaders |= args.only_roofline
   if args.shapes is None:
     args.shapes = list(QUICK_SHAPES if args.quick else SHAPES)
   if args.dtypes is None:

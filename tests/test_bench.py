@@ -43,7 +43,7 @@ def test_help_documents_flags():
   proc = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=ROOT,
                         capture_output=True, text=True, check=True)
   for flag in ("--quick", "--out", "--shapes", "--dtypes", "--reps",
-               "--no-peers", "--no-train", "--roofline-only"):
+               "--no-peers", "--no-train", "--only-roofline"):
     assert flag in proc.stdout
 
 

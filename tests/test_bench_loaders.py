@@ -12,7 +12,7 @@ from bench import run as run_lib
 def test_loaders_section_rows(tmp_path, fast_compile):
   out = tmp_path / "bench"
   assert run_lib.main([
-      "--loaders-only", "--quick", "--loader-workers", "0",
+      "--only-loaders", "--quick", "--loader-workers", "0",
       "--loader-steps", "1", "--loader-reps", "2", "--loader-warmup", "1",
       "--out", str(out)]) == 0
   report = json.loads((out / "results.json").read_text())

@@ -64,10 +64,10 @@ def test_spec_sheet_and_goals():
       "none")
 
 
-def test_roofline_only_flag(tmp_path):
+def test_only_roofline_flag(tmp_path):
   out = tmp_path / "bench"
   assert run_lib.main([
-      "--roofline-only", "--quick", "--roofline-ops", "cutmix", "cutout",
+      "--only-roofline", "--quick", "--roofline-ops", "cutmix", "cutout",
       "--roofline-modes", "elem", "--roofline-dtypes", "uint8",
       "--roofline-shapes", "4x8x8x3", "--roofline-iters", "2",
       "--out", str(out)]) == 0

@@ -6,9 +6,9 @@ runs as a child process with a hard time limit, so a part that hangs or
 overruns costs its own budget only, and each packs its outputs into one tar
 file under the output folder as soon as it ends:
 
-  1. `1-roofline.tar`: `python -m bench --roofline-only` (the largest shape
+  1. `1-roofline.tar`: `python -m bench --only-roofline` (the largest shape
      first, so a budget cut drops the CIFAR-size rows);
-  2. `2-kway.tar`: the k-way loss table, `python -m bench --losses-only`,
+  2. `2-kway.tar`: the k-way loss table, `python -m bench --only-loss`,
      if this checkout's bench has that section, else a message;
   3. `3-loaders.tar`: trainer throughput (PreAct-ResNet-18 on CIFAR-10,
      bf16, batch 128, one process) with `--loader device`, `memory` and
@@ -42,7 +42,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 PACK = ROOT / ".devdata" / "cifar10-jpg.npz"
 CONFIRM_ARGS = ROOT / "results" / "gpu" / "confirm-args.txt"
 # The k-way loss section's flag on `python -m bench` (the k-way branch).
-KWAY_FLAG = "--losses-only"
+KWAY_FLAG = "--only-loss"
 LOADER_ORDER = ("device", "memory", "grain")
 
 
@@ -122,7 +122,7 @@ def prepare_data(args, work: pathlib.Path, log: Log) -> Optional[tuple]:
 
 def roofline(args, out_dir, budget, log, data) -> str:
   del data
-  cmd = [sys.executable, "-m", "bench", "--roofline-only", "--out",
+  cmd = [sys.executable, "-m", "bench", "--only-roofline", "--out",
          str(out_dir), "--roofline-budget-s", str(max(budget - 25, 5))]
   if args.quick:
     cmd += ["--quick"]
@@ -141,7 +141,10 @@ def kway(args, out_dir, budget, log, data) -> str:
     log(f"skipped: this checkout's bench has no k-way loss section "
         f"(bench/losses.py and `python -m bench {KWAY_FLAG}`)")
     return "skipped"
-  cmd = [sys.executable, "-m", "bench", KWAY_FLAG, "--out", str(out_dir)]
+  # The other sections off, whatever --only-loss implies after a merge.
+  cmd = [sys.executable, "-m", "bench", KWAY_FLAG, "--no-roofline",
+         "--no-loaders", "--no-train", "--no-cross-device", "--out",
+         str(out_dir)]
   return run_child(cmd + (["--quick"] if args.quick else []), budget, log)
 
 
@@ -155,7 +158,7 @@ def loaders(args, out_dir, budget, log, data) -> str:
   for i, loader in enumerate(LOADER_ORDER):
     left = budget - (time.monotonic() - start)
     share = left / (len(LOADER_ORDER) - i)
-    cmd = [sys.executable, "-m", "bench", "--loaders-only", "--loaders",
+    cmd = [sys.executable, "-m", "bench", "--only-loaders", "--loaders",
            loader, "--loader-data", str(folder), "--loader-npz", str(npz),
            "--out", str(out_dir / loader)]
     if args.quick:
