@@ -407,7 +407,8 @@ def write_outputs(out_dir: pathlib.Path, report: dict) -> None:
         "batch copy timed just before it, same shape and dtype). Times are "
         f"per call; {report['config']['reps']} repetitions; compile ms is "
         "the first call less a steady one. Train rows: `x copy` is the ratio "
-        "to the train step with `--aug none`.",
+        "to the train step with `--aug none`; loaders rows: to the step "
+        "with `--loader memory`.",
         "",
     ]
   summary = summary_lines(report["rows"])
