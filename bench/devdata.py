@@ -105,7 +105,9 @@ def unpack(packed: str, out_dir: str, workers: Optional[int] = None
   # Decoded in the order the trainer's image-folder loader reads.
   files = data.scan_imagefolder(root)
   decoded = {}
-  with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+  # Threads, not processes: PIL releases the GIL while it decodes, and a
+  # fork of a process that has started JAX's threads can deadlock.
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     for split, paths in (("train", files.train_paths),
                          ("test", files.test_paths)):
       blobs = [open(p, "rb").read() for p in paths]  # pylint: disable=consider-using-with
