@@ -27,8 +27,9 @@ def quick_run(tmp_path_factory):
       # A subset keeps compile time down; --quick alone covers every op.
       "--ops", "cutmix", "mixup", "cutout", "--modes", "elem",
       "--dtypes", "uint8", "--train-augs", "cutmix",
-      # The roofline section has its own tests (test_roofline.py).
-      "--no-roofline",
+      # The roofline and loaders sections have their own tests
+      # (test_roofline.py, test_bench_loaders.py).
+      "--no-roofline", "--no-loaders",
   ]
   # No timing is checked, so the bench (and its cross-device child) may
   # compile without XLA's optimisations, which halves its compile time.
