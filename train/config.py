@@ -14,7 +14,7 @@ MODES = ("batch", "pair", "elem")
 SCHEDULES = ("cosine", "step")
 PARALLEL = ("jit", "pmap")
 DTYPES = ("float32", "bfloat16")
-LOADERS = ("auto", "memory", "grain")
+LOADERS = ("auto", "memory", "grain", "device")
 TARGETS = ("kway", "dense")
 
 
@@ -146,7 +146,10 @@ _HELP = {
               "worker processes (RandomResizedCrop and flip for training, "
               "resize and centre crop for eval, to --image-size); auto: "
               "grain for an imagefolder larger than --loader-memory-gb "
-              "decoded, else memory",
+              "decoded, else memory; device: as memory, but the training "
+              "images live on the devices (replicated) and each step "
+              "gathers its batch by index inside the jitted step, for "
+              "datasets far smaller than one device's memory",
     "loader_memory_gb": "the decoded size above which --loader auto reads "
                         "an imagefolder with Grain",
     "image_size": "side of the square crops of --loader grain",

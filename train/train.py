@@ -20,6 +20,7 @@ from jax.sharding import PartitionSpec as P
 
 from train import checkpoints
 from train import data
+from train import device_data
 from train import distributed
 from train import grain_data
 from train import models
@@ -148,6 +149,8 @@ class Trainer:
     augment_fn: `(key, images, labels) -> (images, targets)` as used inside
       `train_step`.
     schedule: the learning-rate schedule.
+    step_fn: `train_step` before jit or pmap (`--loader device` compiles
+      its own around it).
   """
 
   graphdef: Any
@@ -156,6 +159,7 @@ class Trainer:
   eval_step: Any
   augment_fn: Any
   schedule: Any
+  step_fn: Any = None
 
 
 def build(
@@ -182,10 +186,11 @@ def build(
   augment_fn = functools.partial(
       steps.augment, cfg=cfg, num_classes=num_classes, mean=mean, std=std,
       groups=par.n if axis_name is None else 1, axis_name=axis_name)
+  step_fn = steps.make_train_step(graphdef, tx, augment_fn, axis_name)
   train_step, eval_step = par.compile(
-      steps.make_train_step(graphdef, tx, augment_fn, axis_name),
-      steps.make_eval_step(graphdef, mean, std, axis_name))
-  return Trainer(graphdef, state, train_step, eval_step, augment_fn, schedule)
+      step_fn, steps.make_eval_step(graphdef, mean, std, axis_name))
+  return Trainer(graphdef, state, train_step, eval_step, augment_fn, schedule,
+                 step_fn)
 
 
 def _check_workdir_config(workdir: str, cfg: Config, write: bool = True
@@ -290,6 +295,8 @@ def _restored_epoch_losses(progress: Optional[dict[str, Any]], step: int,
 
 def open_data(cfg: Config) -> data.Source:
   """The dataset through the loader `cfg.loader` asks for (see `--loader`)."""
+  if cfg.loader == "device":
+    return device_data.source(data.load(cfg.dataset, cfg.data_dir))
   if cfg.dataset != "imagefolder" or cfg.loader == "memory":
     return data.in_memory(data.load(cfg.dataset, cfg.data_dir))
   if not os.path.isdir(cfg.data_dir or ""):
@@ -350,6 +357,9 @@ def train_and_evaluate(
 
   t = build(step_cfg, par, src.num_classes, src.image_shape, src.mean, src.std,
             steps_per_epoch, total_steps)
+  if src.loader == "device":
+    # Each step gathers its batch from the images on the devices.
+    t = device_data.bind(t, src, par)
   state = t.state
 
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"),
