@@ -19,6 +19,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from train import checkpoints
+from train import config
 from train import data
 from train import device_data
 from train import distributed
@@ -186,7 +187,8 @@ def build(
   augment_fn = functools.partial(
       steps.augment, cfg=cfg, num_classes=num_classes, mean=mean, std=std,
       groups=par.n if axis_name is None else 1, axis_name=axis_name)
-  step_fn = steps.make_train_step(graphdef, tx, augment_fn, axis_name)
+  relabel = steps.make_relabel(cfg, model, num_classes)
+  step_fn = steps.make_train_step(graphdef, tx, augment_fn, axis_name, relabel)
   train_step, eval_step = par.compile(
       step_fn, steps.make_eval_step(graphdef, mean, std, axis_name))
   return Trainer(graphdef, state, train_step, eval_step, augment_fn, schedule,
@@ -206,8 +208,11 @@ def _check_workdir_config(workdir: str, cfg: Config, write: bool = True
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-    # A setting added since the run was saved had its default then.
-    saved = {k: saved.get(k, getattr(Config, k, None)) for k in current}
+    # A setting added since the run was saved had its default then (or the
+    # value it stands for, in `BEFORE_ADDED`).
+    saved = {k: saved.get(k, config.BEFORE_ADDED.get(k, getattr(Config, k,
+                                                                None)))
+             for k in current}
     diff = [k for k in current if k not in _RESUMABLE_FIELDS
             and saved[k] != current[k]]
     if diff:
