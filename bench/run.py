@@ -26,10 +26,12 @@ from jax import lax
 import numpy as np
 
 import cutmix_jax as cm
+from bench import loaders
 from bench import losses
 from bench import machine
 from bench import peers as peers_lib
 from bench import reference
+from bench import roofline
 from bench import timing
 
 OPS = ("cutmix", "mixup", "cutout", "mix", "resizemix", "switch")
@@ -129,9 +131,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                  default=list(losses.CLASSES),
                  help="numbers of classes of the loss section (1000 with "
                  "--quick)")
+  roofline.add_args(p)
+  loaders.add_args(p)
   args = p.parse_args(argv)
   if args.only_loss and args.no_loss:
     p.error("--only-loss and --no-loss exclude each other")
+  roofline.resolve_args(args)
+  loaders.resolve_args(args)
+  if args.only_roofline or args.only_loaders:
+    args.shapes, args.no_cross_device, args.no_train = [], True, True
+    args.no_roofline |= args.only_loaders
+    args.no_loaders |= args.only_roofline
+    args.no_loss = True
+  if args.only_loss:
+    args.no_roofline = args.no_loaders = True
   if args.shapes is None:
     args.shapes = list(QUICK_SHAPES if args.quick else SHAPES)
   if args.dtypes is None:
@@ -405,14 +418,18 @@ def write_outputs(out_dir: pathlib.Path, report: dict) -> None:
       "Not installed: " + (", ".join(k for k, val in v.items() if val is None)
                            or "-"),
       "",
-      "`x copy` is the median over repetitions of (time / time of a jitted "
-      "batch copy timed just before it, same shape and dtype). Times are "
-      f"per call; {report['config']['reps']} repetitions; compile ms is the "
-      "first call less a steady one. Train rows: `x copy` is the ratio to the "
-      "train step with `--aug none`. Loss rows: `x copy` is k-way time over "
-      "dense time, and the times are k-way's.",
-      "",
   ]
+  if report["rows"]:
+    md += [
+        "`x copy` is the median over repetitions of (time / time of a jitted "
+        "batch copy timed just before it, same shape and dtype). Times are "
+        f"per call; {report['config']['reps']} repetitions; compile ms is "
+        "the first call less a steady one. Train rows: `x copy` is the ratio "
+        "to the train step with `--aug none`; loaders rows: to the step "
+        "with `--loader memory`. Loss rows: `x copy` is k-way time over "
+        "dense time, and the times are k-way's.",
+        "",
+    ]
   summary = summary_lines(report["rows"])
   if summary:
     md += ["## Time / copy time (median of per-repetition ratios)", ""]
@@ -423,7 +440,11 @@ def write_outputs(out_dir: pathlib.Path, report: dict) -> None:
     md += loss_table + [""]
   if summary or loss_table:
     md += ["## All rows", ""]
-  md += table_lines(report["rows"], markdown=True)
+  if report["rows"]:
+    md += table_lines(report["rows"], markdown=True)
+  if report.get("roofline"):
+    md += [""] + roofline.markdown(report["roofline"]["rows"],
+                                   report["roofline"]["info"])
   if report["skipped"]:
     md += ["", "Skipped:", ""] + [f"- {s}" for s in report["skipped"]]
   (out_dir / "results.md").write_text("\n".join(md) + "\n")
@@ -454,6 +475,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r, s = losses.section(args, log)
     rows += r
     skipped += s
+  if not args.no_loaders:
+    r, s = loaders.section(args, log)
+    rows += r
+    skipped += s
+  roof = None
+  if not args.no_roofline:
+    r, s = roofline.section(args, log)
+    roof = {"info": roofline.summary(r), "rows": r}
+    skipped += s
   report = {
       "command": "python -m bench " + " ".join(
           sys.argv[1:] if argv is None else list(argv)),
@@ -465,6 +495,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           for k, v in vars(args).items()
       },
       "rows": rows,
+      "roofline": roof,
       "skipped": skipped,
   }
   print(f"machine: {info['cpu_model']}, {info['cpus_usable']}/"
@@ -472,7 +503,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"({info['device_kind']})")
   print("versions: " + ", ".join(
       f"{k} {v}" for k, v in versions.items() if v is not None))
-  print("\n".join(table_lines(rows, markdown=False)))
+  if rows:
+    print("\n".join(table_lines(rows, markdown=False)))
+  if roof:
+    print("\n".join(roofline.text(roof["rows"], roof["info"])))
   for s in skipped:
     print(f"skipped: {s}")
   write_outputs(args.out, report)

@@ -8,7 +8,8 @@ Features", ICCV 2019, arXiv:1905.04899.
 
 # Ordered as the modules build on each other: draw types, box arithmetic,
 # pairing, samplers, appliers, labels (dense, k-way) and their losses,
-# targets, then the one-call ops.
+# targets, the one-call ops, then the ViT token masks and the TransMix label
+# rule.
 from cutmix_jax._src.params import CuboidParams
 from cutmix_jax._src.params import MaskParams
 from cutmix_jax._src.params import MixParams
@@ -46,6 +47,9 @@ from cutmix_jax._src.ops import mix
 from cutmix_jax._src.ops import mixup
 from cutmix_jax._src.ops import resizemix
 from cutmix_jax._src.ops import switch
+from cutmix_jax._src.tokens import token_mask
+from cutmix_jax._src.transmix import transmix_labels
+from cutmix_jax._src.transmix import transmix_lam
 
 __version__ = "0.2.0"
 
@@ -87,4 +91,7 @@ __all__ = (
     "smooth_labels",
     "softmax_cross_entropy_kway",
     "switch",
+    "token_mask",
+    "transmix_labels",
+    "transmix_lam",
 )

@@ -38,6 +38,10 @@ GROUPS: list[tuple[str, str, list[str]]] = [
      "Losses of logits against k-way labels, exact and with no "
      "`[batch, num_classes]` target: `(logits, labels)` in, `[batch]` out.",
      ["softmax_cross_entropy_kway", "sigmoid_binary_cross_entropy_kway"]),
+    ("Vision Transformers",
+     "Draws at the resolution of a ViT's patch tokens, and TransMix's "
+     "label weights from the class token's attention.",
+     ["token_mask", "transmix_labels", "transmix_lam"]),
     ("Blocks",
      "Box arithmetic the samplers are built from.",
      ["box_mask", "box_area", "lam_from_box"]),
@@ -90,6 +94,9 @@ SEE_ALSO: dict[str, list[str]] = {
     "box_mask": ["sample_box", "box_area"],
     "box_area": ["lam_from_box", "box_mask"],
     "lam_from_box": ["box_area", "sample_box"],
+    "token_mask": ["transmix_lam", "MixParams", "MaskParams"],
+    "transmix_labels": ["transmix_lam", "mix_labels", "token_mask"],
+    "transmix_lam": ["transmix_labels", "token_mask", "mix_labels"],
     "MixParams": ["sample_cutmix", "apply_params", "Op"],
     "MaskParams": ["sample_multibox", "sample_fmix", "apply_params"],
     "CuboidParams": ["sample_cutmix_cuboid", "apply_params"],

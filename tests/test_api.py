@@ -39,6 +39,9 @@ POSITIONAL = {
     "box_mask": ["box", "height", "width"],
     "lam_from_box": ["box", "height", "width"],
     "smooth_labels": ["labels", "label_smoothing"],
+    "token_mask": ["params"],
+    "transmix_lam": ["params", "attention"],
+    "transmix_labels": ["params", "labels", "attention"],
 }
 FUNCTIONS = sorted(n for n in cj.__all__ if inspect.isfunction(getattr(cj, n)))
 

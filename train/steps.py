@@ -7,6 +7,7 @@ under `jax.jit` over a mesh and under `jax.pmap`, and checkpoints as is.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional, Union
 
 import cutmix_jax
@@ -76,7 +77,8 @@ def augment(
     groups: int = 1,
     axis_name: Optional[str] = None,
     targets: Optional[str] = None,
-) -> tuple[jax.Array, Targets]:
+    with_params: bool = False,
+) -> tuple[jax.Array, ...]:
   """Normalise, crop and flip, then `cfg.aug` from `cutmix_jax`.
 
   Args:
@@ -92,10 +94,14 @@ def augment(
     axis_name: under `pmap`, the mapped axis, so each device draws its own
       crops and boxes from the same replicated key.
     targets: 'kway' or 'dense'; default `cfg.targets`.
+    with_params: for `--aug transmix`, also return the draw, whose label
+      weights the train step then sets from the model's attention.
 
   Returns:
     `(images, targets)`: float32 images, and `cutmix_jax.KWayLabels` or
-    float32 soft targets `[batch, num_classes]`.
+    float32 soft targets `[batch, num_classes]` (for transmix always dense:
+    the area-weighted ones of the switch); with `with_params`,
+    `(images, targets, params)`.
   """
   targets = targets or cfg.targets
   k_crop, k_mix = jax.random.split(key)
@@ -117,6 +123,17 @@ def augment(
     return cutmix_jax.mix(
         k_mix, x, labels, mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.alpha,
         switch_prob=cfg.switch_prob, groups=groups, **common)
+  if cfg.aug == "transmix":
+    # The switch's draw, as `mix` makes it from the same key.
+    params = cutmix_jax.sample_mix(
+        k_mix, x.shape[0], x.shape[1], x.shape[2],
+        mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.alpha,
+        switch_prob=cfg.switch_prob, prob=cfg.prob, mode=cfg.mode,
+        groups=groups, axis_name=axis_name)
+    x = cutmix_jax.apply_params(params, x)
+    targets = cutmix_jax.mix_labels(params, labels, num_classes=num_classes,
+                                    label_smoothing=cfg.label_smoothing)
+    return (x, targets, params) if with_params else (x, targets)
   if cfg.aug == "cutout":
     # Zero after normalisation fills with the dataset mean, as in the paper.
     x = cutmix_jax.cutout(k_mix, x, size=cfg.cutout_size, prob=cfg.prob,
@@ -135,20 +152,33 @@ def mixed_loss(logits: jax.Array, targets: Targets) -> jax.Array:
   return optax.softmax_cross_entropy(logits, targets)
 
 
+# A ViT's parameters that are not decayed although not 1-D (timm's
+# `no_weight_decay`).
+_NO_DECAY = ("cls_token", "pos_embed")
+
+
 def decay_mask(params):
-  """True for conv and linear kernels; BatchNorm scales/biases and linear
-  biases (all 1-D) are not decayed."""
-  return jax.tree.map(lambda p: p.ndim > 1, params)
+  """True for conv and linear kernels; BatchNorm and LayerNorm scales and
+  biases and linear biases (all 1-D), and a ViT's class token and position
+  embeddings, are not decayed."""
+  def decayed(path, p):
+    names = {str(getattr(k, "key", k)) for k in path}
+    return p.ndim > 1 and not names & set(_NO_DECAY)
+  return jax.tree_util.tree_map_with_path(decayed, params)
 
 
 def make_optimizer(
     cfg, steps_per_epoch: int, total_steps: int
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """SGD (momentum 0.9, Nesterov) with masked weight decay and warmup.
+  """SGD or AdamW (`cfg.optimizer`) with masked weight decay and warmup.
+
+  Options left at None take the model family's recipe
+  (`Config.with_recipe`).
 
   Returns:
     The optimiser and its learning-rate schedule.
   """
+  cfg = cfg.with_recipe()
   warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total_steps - 1)
   if cfg.schedule == "cosine":
     schedule = optax.warmup_cosine_decay_schedule(
@@ -161,10 +191,15 @@ def make_optimizer(
   parts = []
   if cfg.grad_clip:
     parts.append(optax.clip_by_global_norm(cfg.grad_clip))
-  # Decay before the SGD update: PyTorch's coupled L2, which the ResNet and
-  # CutMix recipes use.
-  parts.append(optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask))
-  parts.append(optax.sgd(schedule, momentum=0.9, nesterov=True))
+  if cfg.optimizer == "adamw":
+    # Decoupled decay, scaled by the schedule (PyTorch's AdamW, as DeiT).
+    parts.append(optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8,
+                             weight_decay=cfg.weight_decay, mask=decay_mask))
+  else:
+    # Decay before the SGD update: PyTorch's coupled L2, which the ResNet
+    # and CutMix recipes use.
+    parts.append(optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask))
+    parts.append(optax.sgd(schedule, momentum=0.9, nesterov=True))
   return optax.chain(*parts), schedule
 
 
@@ -181,8 +216,20 @@ def init_state(model: nnx.Module, tx) -> tuple[nnx.GraphDef, State]:
   return graphdef, state
 
 
+def make_relabel(cfg, model: nnx.Module, num_classes: int
+                 ) -> Optional[Callable]:
+  """For `--aug transmix`, `(params, labels, attention) -> targets`: the
+  labels of the draw reweighed by the ViT's attention; None otherwise."""
+  if cfg.aug != "transmix":
+    return None
+  return functools.partial(
+      cutmix_jax.transmix_labels, patch_size=model.patch_size,
+      num_classes=num_classes, label_smoothing=cfg.label_smoothing)
+
+
 def make_train_step(
-    graphdef, tx, augment_fn: Callable, axis_name: Optional[str] = None
+    graphdef, tx, augment_fn: Callable, axis_name: Optional[str] = None,
+    relabel: Optional[Callable] = None,
 ) -> Callable:
   """The train step `(state, images, labels, root_key) -> (state, metrics)`.
 
@@ -193,6 +240,9 @@ def make_train_step(
       as `mixed_loss` takes them.
     axis_name: under `pmap`, the axis to average gradients and the loss over
       (BatchNorm averages its statistics itself, via its own `axis_name`).
+    relabel: TransMix's `make_relabel`: the targets then come from the draw
+      (`augment_fn(..., with_params=True)`) and the attention of the same
+      forward pass that gives the logits.
 
   Returns:
     The unjitted step function.
@@ -200,12 +250,20 @@ def make_train_step(
 
   def train_step(state, images, labels, root_key):
     key = jax.random.fold_in(root_key, state["step"])
-    x, targets = augment_fn(key, images, labels)
+    if relabel is None:
+      x, targets = augment_fn(key, images, labels)
+    else:
+      x, _, params = augment_fn(key, images, labels, with_params=True)
 
-    def loss_fn(params):
-      model = nnx.merge(graphdef, params, state["batch_stats"])
-      logits = model(x, train=True)
-      loss = mixed_loss(logits, targets).mean()
+    def loss_fn(p):
+      model = nnx.merge(graphdef, p, state["batch_stats"])
+      if relabel is None:
+        logits = model(x, train=True)
+        loss = mixed_loss(logits, targets).mean()
+      else:
+        logits, attention = model(x, train=True, return_attention=True)
+        y = relabel(params, labels, attention)
+        loss = optax.softmax_cross_entropy(logits, y).mean()
       return loss, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(

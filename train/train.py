@@ -19,7 +19,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from train import checkpoints
+from train import config
 from train import data
+from train import device_data
 from train import distributed
 from train import grain_data
 from train import models
@@ -148,6 +150,8 @@ class Trainer:
     augment_fn: `(key, images, labels) -> (images, targets)` as used inside
       `train_step`.
     schedule: the learning-rate schedule.
+    step_fn: `train_step` before jit or pmap (`--loader device` compiles
+      its own around it).
   """
 
   graphdef: Any
@@ -156,6 +160,7 @@ class Trainer:
   eval_step: Any
   augment_fn: Any
   schedule: Any
+  step_fn: Any = None
 
 
 def build(
@@ -182,10 +187,12 @@ def build(
   augment_fn = functools.partial(
       steps.augment, cfg=cfg, num_classes=num_classes, mean=mean, std=std,
       groups=par.n if axis_name is None else 1, axis_name=axis_name)
+  relabel = steps.make_relabel(cfg, model, num_classes)
+  step_fn = steps.make_train_step(graphdef, tx, augment_fn, axis_name, relabel)
   train_step, eval_step = par.compile(
-      steps.make_train_step(graphdef, tx, augment_fn, axis_name),
-      steps.make_eval_step(graphdef, mean, std, axis_name))
-  return Trainer(graphdef, state, train_step, eval_step, augment_fn, schedule)
+      step_fn, steps.make_eval_step(graphdef, mean, std, axis_name))
+  return Trainer(graphdef, state, train_step, eval_step, augment_fn, schedule,
+                 step_fn)
 
 
 def _check_workdir_config(workdir: str, cfg: Config, write: bool = True
@@ -201,8 +208,11 @@ def _check_workdir_config(workdir: str, cfg: Config, write: bool = True
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-    # A setting added since the run was saved had its default then.
-    saved = {k: saved.get(k, getattr(Config, k, None)) for k in current}
+    # A setting added since the run was saved had its default then (or the
+    # value it stands for, in `BEFORE_ADDED`).
+    saved = {k: saved.get(k, config.BEFORE_ADDED.get(k, getattr(Config, k,
+                                                                None)))
+             for k in current}
     diff = [k for k in current if k not in _RESUMABLE_FIELDS
             and saved[k] != current[k]]
     if diff:
@@ -290,6 +300,8 @@ def _restored_epoch_losses(progress: Optional[dict[str, Any]], step: int,
 
 def open_data(cfg: Config) -> data.Source:
   """The dataset through the loader `cfg.loader` asks for (see `--loader`)."""
+  if cfg.loader == "device":
+    return device_data.source(data.load(cfg.dataset, cfg.data_dir))
   if cfg.dataset != "imagefolder" or cfg.loader == "memory":
     return data.in_memory(data.load(cfg.dataset, cfg.data_dir))
   if not os.path.isdir(cfg.data_dir or ""):
@@ -350,6 +362,9 @@ def train_and_evaluate(
 
   t = build(step_cfg, par, src.num_classes, src.image_shape, src.mean, src.std,
             steps_per_epoch, total_steps)
+  if src.loader == "device":
+    # Each step gathers its batch from the images on the devices.
+    t = device_data.bind(t, src, par)
   state = t.state
 
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"),
