@@ -12,8 +12,9 @@ from PIL import Image
 
 from train import data
 
-CIFAR_ZIP = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
-                         "data", "cifar10-jpg.zip")
+# The real CIFAR-10 JPEGs, next to the repository (or named by $CIFAR10_JPG_ZIP).
+CIFAR_ZIP = os.environ.get("CIFAR10_JPG_ZIP") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "data", "cifar10-jpg.zip")
 
 
 def _write_cifar10(root, n=4):

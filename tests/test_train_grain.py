@@ -19,10 +19,13 @@ from train import config
 from train import data
 from train import distributed
 from train import grain_data
+from train import loaders
 from train import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 12
+# Mixed sizes: the ImageNet-style recipe, to SIZE x SIZE.
+RECIPE = grain_data.Recipe("resized", SIZE, SIZE, flip=True)
 
 
 def make_folder(root, n_train=10, n_test=5, classes=3, seed=0):
@@ -69,7 +72,7 @@ def test_each_image_once_per_epoch_across_processes(files):
   steps_per_epoch = n // batch
   rows = _fake_two_processes_rows(batch)
   per_process = [list(grain_data.train_batches(
-      files, SIZE, True, batch, seed, 0, 2 * steps_per_epoch, rows=r,
+      files, RECIPE, batch, seed, 0, 2 * steps_per_epoch, rows=r,
       workers=0)) for r in rows]
   for step in range(2 * steps_per_epoch):
     (x0, y0), (x1, y1) = per_process[0][step], per_process[1][step]
@@ -91,8 +94,9 @@ def test_eval_counts_each_test_image_once(files):
   batch = 8  # 15 test images: the second global batch is padded
   seen = []
   for r in _fake_two_processes_rows(batch):
-    for x, y, mask in grain_data.eval_batches(files, SIZE, batch, rows=r,
-                                              workers=0):
+    for x, y, mask in grain_data.eval_batches(
+        files.test_paths, files.test_labels, RECIPE, batch, rows=r,
+        workers=0):
       assert x.shape == (batch // 2, SIZE, SIZE, 3)
       assert not x[~mask].any()
       ids = image_ids(x[mask]) - len(files.train_paths)
@@ -103,7 +107,7 @@ def test_eval_counts_each_test_image_once(files):
 
 
 def test_a_stream_resumes_from_its_saved_state_only(files):
-  make = functools.partial(grain_data.train_stream, files, SIZE, True, 8, 0,
+  make = functools.partial(grain_data.train_stream, files, RECIPE, 8, 0,
                            7, workers=0)
   stream, straight = make(), []
   for batch in stream.batches(7, lambda x: x):
@@ -111,7 +115,7 @@ def test_a_stream_resumes_from_its_saved_state_only(files):
     if stream.step == 4:  # two batches beyond it are already read
       state = stream.get_state()
   # The step-0 augmentation grid reads the same batches without a stream.
-  for a, b in zip(straight[:2], grain_data.train_batches(files, SIZE, True, 8,
+  for a, b in zip(straight[:2], grain_data.train_batches(files, RECIPE, 8,
                                                          0, 0, 2, workers=0)):
     jax.tree.map(np.testing.assert_array_equal, a, b)
   resumed = make()
@@ -143,7 +147,7 @@ def test_a_stream_resumes_from_its_saved_state_only(files):
 
 
 def test_worker_processes_give_the_same_batches(files):
-  run = functools.partial(grain_data.train_batches, files, SIZE, True, 8, 0,
+  run = functools.partial(grain_data.train_batches, files, RECIPE, 8, 0,
                           0, 3)
   for (a, b), (c, d) in zip(run(workers=0), run(workers=2)):
     np.testing.assert_array_equal(a, c)
@@ -157,8 +161,8 @@ def test_auto_loader_picks_grain_above_the_memory_budget(files, tmp_path):
                       workers=0)
   # Mixed sizes: the in-memory loader refuses them, and says what to use.
   with pytest.raises(data.DataError, match="--loader grain"):
-    train.open_data(cfg)
-  src = train.open_data(config.Config(**dict(
+    loaders.open_data(cfg)
+  src = loaders.open_data(config.Config(**dict(
       vars(cfg), loader_memory_gb=1e-6)))
   assert src.loader == "grain" and src.image_shape == (SIZE, SIZE, 3)
   assert src.num_train == 30 and src.num_test == 15 and src.num_classes == 3
@@ -220,10 +224,11 @@ assert jax.process_count() == 2 and jax.device_count() == 8
 files = data.scan_imagefolder(sys.argv[2])
 par = train.Parallel("jit")
 rows = par.rows(8)
+recipe = grain_data.Recipe("resized", 12, 12, flip=True)
 run = lambda start: [x for x, _ in grain_data.train_batches(
-    files, 12, True, 8, 0, start, 6, rows=rows, workers=1)]
+    files, recipe, 8, 0, start, 6, rows=rows, workers=1)]
 evals = [(x, y, m) for x, y, m in grain_data.eval_batches(
-    files, 12, 8, rows=rows, workers=1)]
+    files.test_paths, files.test_labels, recipe, 8, rows=rows, workers=1)]
 np.savez(sys.argv[1], rows=rows, straight=np.stack(run(0)),
          resumed=np.stack(run({resume_at})),
          eval_x=np.concatenate([x for x, _, _ in evals]),

@@ -182,8 +182,9 @@ def test_a_wrong_eval_count_is_an_error_not_an_assert(monkeypatch):
   x, y = np.zeros((10, 2, 2, 1), np.uint8), np.zeros(10, np.int32)
   src = data.in_memory(data.Dataset(x, y, x, y, ["a"]))
   par = train.Parallel("jit")
-  assert train._evaluate(eval_step, par, src, 8, None) == (0.0, 1.0)  # pylint: disable=protected-access
+  evaluate = lambda: train._evaluate(eval_step, par, src.eval_batches(8, None),  # pylint: disable=protected-access
+                                     src.num_test, None)
+  assert evaluate() == dict(loss=0.0, accuracy=1.0)
   monkeypatch.setattr(data, "eval_batches", drop_one)
-  with pytest.raises(train.TrainError,
-                     match="counted 8 test samples, expected 10"):
-    train._evaluate(eval_step, par, src, 8, None)  # pylint: disable=protected-access
+  with pytest.raises(train.TrainError, match="counted 8 samples, expected 10"):
+    evaluate()
