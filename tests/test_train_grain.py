@@ -4,10 +4,13 @@ a small generated folder of JPEGs and PNGs of mixed sizes."""
 import dataclasses
 import functools
 import json
+import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
 import time
+import zipfile
 
 import jax
 import numpy as np
@@ -325,3 +328,166 @@ def test_two_processes_killed_with_sigkill_resume_the_same_run(files,
                      ".json, process_1-of-2.json, not process_0-of-1.json"):
     train.train_and_evaluate(config.parse_args(
         args + ["--workdir", str(tmp_path / "straight")]))
+
+
+def _real_cifar(root, per_class, classes=2):
+  """`per_class` train and 2 test JPEGs of each of the first `classes`
+  CIFAR-10 classes, from the real zip."""
+  from test_train_data import CIFAR_ZIP  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(CIFAR_ZIP):
+    pytest.skip(f"real CIFAR-10 JPEG zip not found at {CIFAR_ZIP}")
+  wanted = {"train": per_class, "test": 2}
+  with zipfile.ZipFile(CIFAR_ZIP) as z:
+    names = sorted(n for n in z.namelist() if n.endswith(".jpg"))
+    taken = {}
+    for name in names:  # cifar10/<split>/<class>/NNNN.jpg
+      _, split, label, _ = name.split("/")
+      key = (split, label)
+      if (len({c for s, c in taken if s == split} | {label}) <= classes
+          and taken.get(key, 0) < wanted[split]):
+        taken[key] = taken.get(key, 0) + 1
+        z.extract(name, root)
+  return os.path.join(root, "cifar10")
+
+
+def test_damaged_jpegs_stop_grain_with_one_line_naming_the_file(tmp_path):
+  root = _real_cifar(tmp_path, per_class=8)
+  files = data.scan_imagefolder(root)
+  recipe = grain_data.Recipe("pad", 32, 32)
+  # Truncated: the header survives, the image data is cut, so PIL fails
+  # only when it decodes, in a worker process, after training has started.
+  truncated = files.train_paths[5]
+  with open(truncated, "rb") as f:
+    raw = f.read()
+  with open(truncated, "wb") as f:
+    f.write(raw[:len(raw) // 2])
+  stream = grain_data.train_stream(files, recipe, 8, 0, 4, workers=1)
+  with pytest.raises(data.DataError) as e:
+    for _ in stream.batches(4, lambda x: x):
+      pass
+  message = str(e.value)
+  assert message.startswith(f"{truncated} cannot be decoded"), message
+  assert "Replace it" in message and "\n" not in message
+  # The worker is stopped, not left for the garbage collector.
+  assert multiprocessing.active_children() == []
+  # Corrupt (not a JPEG at all), in the sample the statistics are read
+  # from: the run stops before training, naming the file.
+  corrupt = files.train_paths[2]
+  with open(corrupt, "wb") as f:
+    f.write(b"\xff\xd8 this is not image data " * 20)
+  cfg = config.Config(dataset="imagefolder", data_dir=root, loader="grain",
+                      workers=0)
+  with pytest.raises(data.DataError, match=f"^{corrupt} cannot be decoded"):
+    loaders.open_data(cfg)
+
+
+def _png_folder(root, side=16):
+  """PNGs (lossless, so both loaders decode the same pixels) of one size."""
+  rng = np.random.default_rng(0)
+  for split, n in (("train", 12), ("test", 5)):
+    for c in ("a", "b"):
+      os.makedirs(os.path.join(root, split, c))
+      for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), np.uint8)).save(
+            os.path.join(root, split, c, f"{i}.png"))
+  return str(root)
+
+
+def test_small_images_keep_their_size_and_the_in_memory_recipe(files,
+                                                               tmp_path,
+                                                               caplog):
+  root = _png_folder(tmp_path / "small")
+  # The default --image-size 224 must not upscale 16-px images.
+  cfg = config.Config(dataset="imagefolder", data_dir=root, loader="grain",
+                      workers=0)
+  src = loaders.open_data(cfg)
+  assert src.image_shape == (16, 16, 3)
+  assert src.settings == dict(loader="grain", crop="pad")
+  assert src.step_settings == {}  # the step pads, crops and flips
+  memory = loaders.open_data(dataclasses.replace(cfg, loader="memory"))
+  for a, b in zip(src.train_batches(8, 3, 0, 4, None),
+                  memory.train_batches(8, 3, 0, 4, None)):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+  for a, b in zip(src.eval_batches(8, None), memory.eval_batches(8, None)):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+  np.testing.assert_allclose(src.mean, memory.mean, rtol=1e-5)
+  assert "resizes the images UP" not in caplog.text
+  # Resizing up only when asked for, and then with a warning.
+  resized = loaders.open_data(dataclasses.replace(cfg, crop="resized",
+                                                  image_size=24))
+  assert resized.image_shape == (24, 24, 3)
+  assert resized.step_settings == dict(crop_pad=0, flip=False)
+  assert "--image-size 24 resizes the images UP" in caplog.text
+  # Images of several sizes cannot be padded as they are.
+  mixed = os.path.dirname(os.path.dirname(os.path.dirname(
+      files.train_paths[0])))
+  with pytest.raises(data.DataError, match="--crop pad reads images of one "
+                     "size, but the training images have sizes"):
+    loaders.open_data(dataclasses.replace(cfg, data_dir=mixed, crop="pad"))
+
+
+# Grain workers reading batches: to the end, stopped early, and for eval,
+# then a normal exit (mode "clean"); or reading while the test kills this
+# process with SIGKILL (mode "orphan").
+_READER = """
+import multiprocessing, sys, time
+from train import data, grain_data
+
+def main():
+  files = data.scan_imagefolder(sys.argv[1])
+  recipe = grain_data.Recipe("resized", 12, 12, flip=True)
+  if sys.argv[2] == "clean":
+    for _ in grain_data.train_batches(files, recipe, 8, 0, 0, 6, workers=2):
+      pass
+    stream = grain_data.train_stream(files, recipe, 8, 0, 6, workers=2)
+    for i, _ in enumerate(stream.batches(6, lambda x: x)):
+      if i == 2:
+        break  # as an error or a signal stops a run
+    for _ in grain_data.eval_batches(files.test_paths, files.test_labels,
+                                     recipe, 8, workers=2):
+      pass
+    print("done", multiprocessing.active_children(), flush=True)
+  else:
+    batches = grain_data.train_batches(files, recipe, 8, 0, 0, 10**6,
+                                       workers=2)
+    next(batches)
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()),
+          flush=True)
+    time.sleep(600)
+
+if __name__ == "__main__":
+  main()
+"""
+
+
+def _alive(pid):
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # not a zombie
+  except FileNotFoundError:
+    return False
+
+
+@pytest.mark.slow
+def test_grain_workers_free_their_memory_and_die_with_their_parent(files):
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      files.train_paths[0])))
+  clean = subprocess.run([sys.executable, "-c", _READER, root, "clean"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert clean.returncode == 0, clean.stderr[-3000:]
+  assert clean.stdout.strip() == "done []"
+  assert "leaked" not in clean.stderr and "Traceback" not in clean.stderr, (
+      clean.stderr[-3000:])
+
+  proc = subprocess.Popen([sys.executable, "-c", _READER, root, "orphan"],
+                          cwd=REPO, stdout=subprocess.PIPE, text=True)
+  try:
+    workers = [int(p) for p in proc.stdout.readline().split()]
+  finally:
+    proc.kill()
+    proc.wait()
+  assert len(workers) == 2
+  deadline = time.time() + 20
+  while time.time() < deadline and any(_alive(p) for p in workers):
+    time.sleep(0.2)
+  assert not any(_alive(p) for p in workers), "workers outlived their parent"
