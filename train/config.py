@@ -217,9 +217,9 @@ _HELP = {
     "cutout_size": "Cutout box side in pixels (default: half the image side)",
     "crop_pad": "padding (with the mean colour) for the random crop "
                 "(default: image side / 8, so 4 on CIFAR; always 0 with "
-                "--loader grain, which crops in its workers)",
+                "--crop resized, which crops in the Grain workers)",
     "flip": "random horizontal flips (default: on, except on digits; with "
-            "--loader grain, done in its workers)",
+            "--crop resized, done in the Grain workers)",
     "parallel": "jit: jax.jit over a device mesh, batch sharded on 'data'; "
                 "pmap: the legacy jax.pmap path (single process only)",
     "seed": "seed of initialisation, data order and augmentation",
