@@ -26,9 +26,12 @@ from jax import lax
 import numpy as np
 
 import cutmix_jax as cm
+from bench import loaders
+from bench import losses
 from bench import machine
 from bench import peers as peers_lib
 from bench import reference
+from bench import roofline
 from bench import timing
 
 OPS = ("cutmix", "mixup", "cutout", "mix", "resizemix", "switch")
@@ -116,7 +119,32 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   p.add_argument("--train-batch", type=int, default=None,
                  help="batch of the train-step section (default 128, 16 with "
                  "--quick)")
+  p.add_argument("--no-loss", action="store_true",
+                 help="skip the loss section (k-way labels and fused losses "
+                 "against dense targets)")
+  p.add_argument("--only-loss", action="store_true",
+                 help="run the loss section only")
+  p.add_argument("--loss-batches", nargs="+", type=int,
+                 default=list(losses.BATCHES),
+                 help="batch sizes of the loss section (16 with --quick)")
+  p.add_argument("--loss-classes", nargs="+", type=int,
+                 default=list(losses.CLASSES),
+                 help="numbers of classes of the loss section (1000 with "
+                 "--quick)")
+  roofline.add_args(p)
+  loaders.add_args(p)
   args = p.parse_args(argv)
+  if args.only_loss and args.no_loss:
+    p.error("--only-loss and --no-loss exclude each other")
+  roofline.resolve_args(args)
+  loaders.resolve_args(args)
+  if args.only_roofline or args.only_loaders:
+    args.shapes, args.no_cross_device, args.no_train = [], True, True
+    args.no_roofline |= args.only_loaders
+    args.no_loaders |= args.only_roofline
+    args.no_loss = True
+  if args.only_loss:
+    args.no_roofline = args.no_loaders = True
   if args.shapes is None:
     args.shapes = list(QUICK_SHAPES if args.quick else SHAPES)
   if args.dtypes is None:
@@ -390,18 +418,33 @@ def write_outputs(out_dir: pathlib.Path, report: dict) -> None:
       "Not installed: " + (", ".join(k for k, val in v.items() if val is None)
                            or "-"),
       "",
-      "`x copy` is the median over repetitions of (time / time of a jitted "
-      "batch copy timed just before it, same shape and dtype). Times are "
-      f"per call; {report['config']['reps']} repetitions; compile ms is the "
-      "first call less a steady one. Train rows: `x copy` is the ratio to the "
-      "train step with `--aug none`.",
-      "",
   ]
+  if report["rows"]:
+    md += [
+        "`x copy` is the median over repetitions of (time / time of a jitted "
+        "batch copy timed just before it, same shape and dtype). Times are "
+        f"per call; {report['config']['reps']} repetitions; compile ms is "
+        "the first call less a steady one. Train rows: `x copy` is the ratio "
+        "to the train step with `--aug none`; loaders rows: to the step "
+        "with `--loader memory`. Loss rows: `x copy` is k-way time over "
+        "dense time, and the times are k-way's.",
+        "",
+    ]
   summary = summary_lines(report["rows"])
   if summary:
     md += ["## Time / copy time (median of per-repetition ratios)", ""]
-    md += summary + ["", "## All rows", ""]
-  md += table_lines(report["rows"], markdown=True)
+    md += summary + [""]
+  loss_table = losses.table_lines(report["rows"])
+  if loss_table:
+    md += ["## Loss: k-way labels against dense targets", ""]
+    md += loss_table + [""]
+  if summary or loss_table:
+    md += ["## All rows", ""]
+  if report["rows"]:
+    md += table_lines(report["rows"], markdown=True)
+  if report.get("roofline"):
+    md += [""] + roofline.markdown(report["roofline"]["rows"],
+                                   report["roofline"]["info"])
   if report["skipped"]:
     md += ["", "Skipped:", ""] + [f"- {s}" for s in report["skipped"]]
   (out_dir / "results.md").write_text("\n".join(md) + "\n")
@@ -414,19 +457,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   log(f"machine: {info}")
   log(f"versions: {versions}")
   rows, skipped = [], []
-  for shape in args.shapes:
+  for shape in [] if args.only_loss else args.shapes:
     for i, dtype in enumerate(args.dtypes):
       r, s = ops_section(args, shape, dtype, draws=not args.no_draw and i == 0,
                          log=log)
       rows += r
       skipped += [f"{timing.shape_str(shape)} {dtype}: {x}" for x in s]
-  if not args.no_cross_device:
+  if not args.no_cross_device and not args.only_loss:
     r, s = cross_device_section(args, log)
     rows += r
     skipped += s
-  if not args.no_train:
+  if not args.no_train and not args.only_loss:
     r, s = train_section(args, log)
     rows += r
+    skipped += s
+  if not args.no_loss:
+    r, s = losses.section(args, log)
+    rows += r
+    skipped += s
+  if not args.no_loaders:
+    r, s = loaders.section(args, log)
+    rows += r
+    skipped += s
+  roof = None
+  if not args.no_roofline:
+    r, s = roofline.section(args, log)
+    roof = {"info": roofline.summary(r), "rows": r}
     skipped += s
   report = {
       "command": "python -m bench " + " ".join(
@@ -439,6 +495,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           for k, v in vars(args).items()
       },
       "rows": rows,
+      "roofline": roof,
       "skipped": skipped,
   }
   print(f"machine: {info['cpu_model']}, {info['cpus_usable']}/"
@@ -446,7 +503,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"({info['device_kind']})")
   print("versions: " + ", ".join(
       f"{k} {v}" for k, v in versions.items() if v is not None))
-  print("\n".join(table_lines(rows, markdown=False)))
+  if rows:
+    print("\n".join(table_lines(rows, markdown=False)))
+  if roof:
+    print("\n".join(roofline.text(roof["rows"], roof["info"])))
   for s in skipped:
     print(f"skipped: {s}")
   write_outputs(args.out, report)

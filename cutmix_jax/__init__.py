@@ -7,7 +7,9 @@ Features", ICCV 2019, arXiv:1905.04899.
 """
 
 # Ordered as the modules build on each other: draw types, box arithmetic,
-# pairing, samplers, appliers, labels, targets, then the one-call ops.
+# pairing, samplers, appliers, labels (dense, k-way) and their losses,
+# targets, the one-call ops, then the ViT token masks and the TransMix label
+# rule.
 from cutmix_jax._src.params import CuboidParams
 from cutmix_jax._src.params import MaskParams
 from cutmix_jax._src.params import MixParams
@@ -31,6 +33,10 @@ from cutmix_jax._src.apply import apply_params
 from cutmix_jax._src.labels import mix_labels
 from cutmix_jax._src.labels import one_hot
 from cutmix_jax._src.labels import smooth_labels
+from cutmix_jax._src.kway import KWayLabels
+from cutmix_jax._src.kway import mix_labels_kway
+from cutmix_jax._src.losses import sigmoid_binary_cross_entropy_kway
+from cutmix_jax._src.losses import softmax_cross_entropy_kway
 from cutmix_jax._src.targets import apply_tree
 from cutmix_jax._src.targets import mix_boxes
 from cutmix_jax._src.targets import MixedBoxes
@@ -41,11 +47,15 @@ from cutmix_jax._src.ops import mix
 from cutmix_jax._src.ops import mixup
 from cutmix_jax._src.ops import resizemix
 from cutmix_jax._src.ops import switch
+from cutmix_jax._src.tokens import token_mask
+from cutmix_jax._src.transmix import transmix_labels
+from cutmix_jax._src.transmix import transmix_lam
 
 __version__ = "0.2.0"
 
 __all__ = (
     "CuboidParams",
+    "KWayLabels",
     "MaskParams",
     "MixParams",
     "MixedBoxes",
@@ -61,6 +71,7 @@ __all__ = (
     "mix",
     "mix_boxes",
     "mix_labels",
+    "mix_labels_kway",
     "mixup",
     "one_hot",
     "partner_rows",
@@ -76,6 +87,11 @@ __all__ = (
     "sample_multibox",
     "sample_resizemix",
     "sample_switch",
+    "sigmoid_binary_cross_entropy_kway",
     "smooth_labels",
+    "softmax_cross_entropy_kway",
     "switch",
+    "token_mask",
+    "transmix_labels",
+    "transmix_lam",
 )

@@ -13,6 +13,9 @@ import pathlib
 
 import pytest
 
+# The module's fixture runs `python -m bench --quick` in a subprocess.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 COLUMNS = ("section", "name", "mode", "dtype", "shape", "note")
@@ -27,6 +30,9 @@ def quick_run(tmp_path_factory):
       # A subset keeps compile time down; --quick alone covers every op.
       "--ops", "cutmix", "mixup", "cutout", "--modes", "elem",
       "--dtypes", "uint8", "--train-augs", "cutmix",
+      # The roofline and loaders sections have their own tests
+      # (test_roofline.py, test_bench_loaders.py).
+      "--no-roofline", "--no-loaders",
   ]
   # No timing is checked, so the bench (and its cross-device child) may
   # compile without XLA's optimisations, which halves its compile time.
@@ -41,7 +47,7 @@ def test_help_documents_flags():
   proc = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=ROOT,
                         capture_output=True, text=True, check=True)
   for flag in ("--quick", "--out", "--shapes", "--dtypes", "--reps",
-               "--no-peers", "--no-train"):
+               "--no-peers", "--no-train", "--only-roofline"):
     assert flag in proc.stdout
 
 

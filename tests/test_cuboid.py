@@ -73,6 +73,7 @@ def test_cuboid_lam_is_the_voxel_fraction(mode, pairing, placement):
       assert len(set(map(tuple, time[c.op == cj.Op.CUTMIX]))) <= 1
 
 
+@pytest.mark.slow
 def test_layouts_agree_and_vmap():
   run = _run("elem", "permute", "official")
   labels = jnp.arange(B)

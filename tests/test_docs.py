@@ -85,13 +85,29 @@ def test_guides_have_examples():
   assert sum(len(PYTHON_BLOCK.findall(p.read_text())) for p in GUIDES) >= 15
 
 
+# Guides whose code compiles many ops or a model: over 10 s each on 2 cores.
+SLOW_GUIDES = {"guides/devices.md", "guides/ops.md", "guides/flax_nnx.md",
+               "guides/dense_targets.md"}
+
+
 @pytest.mark.parametrize(
-    "guide", [p.relative_to(DOCS).as_posix() for p in GUIDES
-              if PYTHON_BLOCK.search(p.read_text())])
+    "guide", [pytest.param(name, marks=[pytest.mark.slow] * (name in SLOW_GUIDES))
+              for name in (p.relative_to(DOCS).as_posix() for p in GUIDES
+                           if PYTHON_BLOCK.search(p.read_text()))])
 def test_guide_code_runs(guide):
   namespace = {}
   for i, block in enumerate(PYTHON_BLOCK.findall((DOCS / guide).read_text())):
     exec(compile(block, f"docs/{guide} block {i}", "exec"), namespace)  # pylint: disable=exec-used
+
+
+# A MyST role's target: {func}`~name` or {func}`title <name>`.
+ROLE = re.compile(r"\{(?:func|class|obj|mod|meth|attr|data)\}`"
+                  r"(?:[^`<]*<([^`>]+)>|~?([^`<]+))`")
+EXTERNAL = ("jax", "flax", "optax", "numpy", "grain")
+
+
+def _role_targets(text):
+  return [a or b for a, b in ROLE.findall(text)]
 
 
 def test_guide_references_name_public_objects():
@@ -99,9 +115,53 @@ def test_guide_references_name_public_objects():
   # nitpicky, which the docstrings' Markdown-style backticks rule out; so
   # check the guides' references to the library here.
   for guide in GUIDES:
-    for target in re.findall(r"\{(?:func|class|obj)\}`~?cutmix_jax\.(\w+)`",
-                             guide.read_text()):
-      assert target in cutmix_jax.__all__, (guide.name, target)
+    for target in _role_targets(guide.read_text()):
+      if target.startswith("cutmix_jax."):
+        assert target.removeprefix("cutmix_jax.") in cutmix_jax.__all__, (
+            guide.name, target)
+
+
+def _fallback_inventory(project):
+  lines = (DOCS / "_inventories" / f"{project}.txt").read_text().splitlines()
+  assert lines[0] == "# Sphinx inventory version 1", project
+  assert lines[1].startswith("# Project: ") and lines[2].startswith(
+      "# Version: "), project
+  entries = [line.split() for line in lines[3:]]
+  assert all(len(e) == 3 and e[1] in {"mod", "class", "function", "data"}
+             for e in entries), project
+  return {name for name, _, _ in entries}
+
+
+def test_external_references_link_offline():
+  # conf.py falls back to docs/_inventories/ when an online inventory cannot
+  # be fetched; every external name a page links must be there, or an
+  # offline build (CI's) silently leaves it unlinked.
+  fallbacks = {project: _fallback_inventory(project) for project in EXTERNAL}
+  for page in GUIDES:
+    for target in _role_targets(page.read_text()):
+      project = target.split(".")[0]
+      if project in fallbacks:
+        assert target in fallbacks[project], (page.name, target)
+
+
+def test_signatures_name_nested_type_aliases():
+  # Sphinx renders an autodoc_type_aliases alias nested in Optional[...] or
+  # Mapping[...] as "TypeAliasForwardRef('jax.typing.ArrayLike')" unless
+  # conf.py's autodoc-process-signature handler names it.
+  sphinx_inspect = pytest.importorskip("sphinx.util.inspect")
+  import conf  # pylint: disable=g-import-not-at-top
+
+  for name in ("switch", "sample_switch", "apply_tree"):
+    fn = getattr(cutmix_jax, name)
+    sig = sphinx_inspect.signature(fn, type_aliases=conf.autodoc_type_aliases)
+    text, _ = conf._process_signature(  # pylint: disable=protected-access
+        None, "function", name, fn, {},
+        sphinx_inspect.stringify_signature(sig), None)
+    assert "TypeAliasForwardRef" not in text, (name, text)
+    assert "jaxlib" not in text, (name, text)
+    nested = ("Mapping[str, jax.typing.ArrayLike]" if name != "apply_tree"
+              else "jax.typing.ArrayLike | None")
+    assert nested in text, (name, text)
 
 
 def test_lambda_figure_skips_without_the_zip(tmp_path, capsys):

@@ -101,3 +101,77 @@ def test_summary_pairs_by_seed_and_reports_the_protocols_analysis(tmp_path):
   assert f"p = {experiments._p(ref.pvalue)}" in text
   assert "ratio 3.67, passed" in text
   assert os.path.getsize(tmp_path / "results.png") > 0
+
+
+@pytest.mark.parametrize("df", [1, 5, 15, 30])
+@pytest.mark.parametrize("q", [0.025, 0.9, 0.95, 0.975])
+def test_t_ppf_matches_scipy(q, df):
+  np.testing.assert_allclose(stats.t_ppf(q, df), scipy.stats.t.ppf(q, df),
+                             rtol=1e-9)
+
+
+@pytest.mark.parametrize("shift", [-0.6, -0.3, 0.0, 0.2, 0.45, 0.9])
+def test_tost_is_the_larger_one_sided_p_and_the_90_percent_ci(shift):
+  rng = np.random.default_rng(7)
+  d = rng.normal(shift, 0.5, 16)
+  got = stats.tost(d, 0.5)
+  lower = scipy.stats.ttest_1samp(d + 0.5, 0, alternative="greater").pvalue
+  upper = scipy.stats.ttest_1samp(d - 0.5, 0, alternative="less").pvalue
+  np.testing.assert_allclose(got["p"], max(lower, upper), rtol=1e-9)
+  ci = scipy.stats.t.interval(0.9, 15, loc=d.mean(), scale=scipy.stats.sem(d))
+  np.testing.assert_allclose(got["ci"], ci, rtol=1e-9)
+  # Equivalence at 0.05 is the 90% interval inside the margin.
+  assert (got["p"] < 0.05) == (-0.5 < ci[0] and ci[1] < 0.5)
+
+
+def test_power_matches_the_noncentral_t():
+  # The figures the confirmatory protocol quotes: 16 pairs at SD 0.51.
+  for effect, n in ((0.5, 16), (0.38, 16), (0.5, 6)):
+    nc, df = effect / (0.51 / np.sqrt(n)), n - 1
+    crit = scipy.stats.t.ppf(0.975, df)
+    exact = scipy.stats.nct.sf(crit, df, nc) + scipy.stats.nct.cdf(-crit, df,
+                                                                    nc)
+    assert abs(stats.power_paired(effect, 0.51, n) - exact) < 0.005
+  assert stats.power_paired(0.5, 0.51, 16) == stats.power_paired(0.5, 0.51, 16)
+
+
+def _pool_record(method, seed, pool, clean):
+  acc = dict(pool=pool, clean=clean, **{c: clean / 2 for c in
+                                       experiments.CONDITIONS[1:]})
+  return dict(method=method, seed=seed, accuracy=acc,
+              pool=dict(n=55_000, files_sha256="abc"))
+
+
+@pytest.mark.parametrize("gains,reading", [
+    ([0.2, 0.3, 0.25, 0.3, 0.2, 0.25], "a gain, smaller than 0.5 points"),
+    ([0.9, 1.1, 1.0, 1.2, 0.8, 1.0],
+     "a gain, not shown to be smaller than 0.5 points"),
+    ([0.05, -0.05, 0.1, -0.1, 0.0, 0.02],
+     "no difference of 0.5 points or more"),
+    ([1.5, -1.2, 0.9, -0.8, 1.1, -1.0], "inconclusive"),
+])
+def test_confirmatory_design_reads_the_two_tests_as_registered(gains, reading):
+  records = []
+  for seed, g in enumerate(gains):
+    records.append(_pool_record("none", seed, 0.70 + seed / 1000, 0.69))
+    records.append(_pool_record("cutmix", seed, 0.70 + seed / 1000 + g / 100,
+                                0.69 + g / 200))
+  design = experiments.design_of(records)
+  assert design is experiments.CONFIRMATORY
+  paired = experiments._paired_vs_baseline(records, ["none", "cutmix"],
+                                           design)
+  primary = paired["cutmix"]["accuracy"]["pool"]
+  np.testing.assert_allclose(primary["values"], gains, atol=1e-9)
+  assert "p_holm" not in primary
+  # The Holm family: the 10k test, four occlusions and four kept fractions.
+  holm = [c for c, d in paired["cutmix"]["accuracy"].items() if "p_holm" in d]
+  holm += [c for c, d in paired["cutmix"]["kept"].items() if "p_holm" in d]
+  assert len(holm) == 9
+  lines = experiments._equivalence_lines(primary, 0.5)
+  assert any(line.startswith("Registered reading") and reading in line
+             for line in lines), lines
+
+
+def test_first_studys_records_keep_the_first_design():
+  records = [dict(method="none", seed=0, accuracy={"clean": 0.7})]
+  assert experiments.design_of(records) is experiments.REGISTERED

@@ -76,13 +76,16 @@ def test_mean_fill_is_zero_after_normalisation_and_empty_box_is_identity():
 # The experiment command end to end
 
 
-def _write_tiny_zip(tmp_path, size=16):
-  """cifar10/{train,test}/<class>/NNNN.jpg with two easy classes."""
+def _write_tiny_zip(tmp_path, size=16, swap_test=False):
+  """cifar10/{train,test}/<class>/NNNN.jpg with two easy classes; with
+  `swap_test`, the first class's test images look like the second class."""
   root = tmp_path / "src"
   rng = np.random.default_rng(0)
   counts = {"train": 8, "test": 4}
   for split, n in counts.items():
     for c, (name, level) in enumerate((("dark", 40), ("light", 210))):
+      if swap_test and split == "test" and c == 0:
+        level = 250 - level
       folder = root / "cifar10" / split / name
       folder.mkdir(parents=True)
       for i in range(n):
@@ -97,6 +100,7 @@ def _write_tiny_zip(tmp_path, size=16):
   return str(path)
 
 
+@pytest.mark.slow
 def test_experiments_end_to_end_resume_and_summary(tmp_path, capsys,
                                                    monkeypatch, fast_compile):
   zip_path = _write_tiny_zip(tmp_path)
@@ -253,3 +257,133 @@ def test_results_guide_quotes_the_committed_study_exactly():
                for c in quoted.strip("|").split("|")[2:]]
     assert numbers == cells, (method, quoted)
     assert quoted.split("|")[2].strip() == str(len(row["seeds"]))
+
+
+# ---------------------------------------------------------------------------
+# The confirmatory study's evaluation pool (results/cifar10-5k-confirm)
+
+
+def _image_keys(x):
+  return {bytes(image) for image in np.ascontiguousarray(x)}
+
+
+def test_pool_run_records_per_image_correctness_that_an_independent_eval_of_the_checkpoint_reproduces(
+    tmp_path, monkeypatch, fast_compile):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from train import data, models, steps  # pylint: disable=g-import-not-at-top
+
+  # Test images of one class that look like the other: a model that learns
+  # the training images is right on the pool's training half and on half
+  # its test images, so neither a count nor a reordered vector passes for
+  # another.
+  zip_path = _write_tiny_zip(tmp_path, swap_test=True)
+  out, cache = str(tmp_path / "results"), str(tmp_path / "cache")
+  # Every image the trainer's loader hands the train step.
+  trained_on = []
+  batches = data.train_batches
+
+  def spy(*args, **kwargs):
+    for x, y in batches(*args, **kwargs):
+      trained_on.append(np.array(x))
+      yield x, y
+
+  monkeypatch.setattr(data, "train_batches", spy)
+  experiments.main(["--zip", zip_path, "--cache-dir", cache, "--out", out,
+                    "--methods", "none", "--seeds", "0", "--epochs", "6",
+                    "--model", "tiny", "--width", "4", "--batch-size", "8",
+                    "--train-subset", "8", "--warmup-epochs", "0", "--pool"])
+  pool_file = [f for f in os.listdir(cache) if f.endswith("-pool8.npz")]
+  assert len(pool_file) == 1
+  with np.load(os.path.join(cache, pool_file[0])) as f:
+    x_pool, y_pool, files = f["x"], f["y"], [str(n) for n in f["files"]]
+    sha = str(f["files_sha256"])
+  # The 8 training images outside the subset, then the 8 test images, each
+  # once, none of them an image the run trained on.
+  assert len(x_pool) == len(files) == 16
+  assert [n.split(os.sep)[0] for n in files] == ["train"] * 8 + ["test"] * 8
+  assert len(set(files)) == 16 and len(_image_keys(x_pool)) == 16
+  seen = _image_keys(np.concatenate(trained_on))
+  assert len(seen) == 8  # the whole subset was trained on
+  assert not seen & _image_keys(x_pool)
+  assert sha == experiments.files_sha256(files)
+
+  with open(os.path.join(out, "runs", "none-s0.json")) as f:
+    record = json.load(f)
+  assert record["settings"]["pool"] is True
+  pool = record["pool"]
+  assert pool["files_sha256"] == sha and pool["n"] == 16
+  correct = experiments.unpack_bits(pool["correct"]["pool"])
+  test = experiments.unpack_bits(pool["correct"]["test"])
+  assert correct.shape == (16,) and test.shape == (8,)
+  # A recount of the vectors; the test images are the pool's last 8.
+  assert record["accuracy"]["pool"] == pool["accuracy"] == correct.sum() / 16
+  np.testing.assert_array_equal(test, correct[8:])
+  assert record["accuracy"]["clean"] == test.sum() / 8
+
+  # An independent evaluation: the final checkpoint, restored from disk, run
+  # through the trainer's own eval step over the pool.
+  workdir = record["config"]["workdir"]
+  last = max(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))
+             if s.isdigit())
+  saved = ocp.StandardCheckpointer().restore(
+      os.path.join(workdir, "checkpoints", str(last), "default"))
+  ds = data.load("npz", record["config"]["data_dir"])
+  model = models.create_model("tiny", 2, in_channels=3, image_size=16,
+                              width=4, seed=0)
+  graphdef, _, _ = nnx.split(model, nnx.Param, nnx.BatchStat)
+  eval_step = jax.jit(steps.make_eval_step(graphdef, ds.mean, ds.std))
+  counted = eval_step(saved, x_pool, y_pool, np.ones(16, bool))
+  assert int(counted["count"]) == 16
+  assert int(counted["correct"]) == int(correct.sum())
+  # The per-image vector is the model's, not a count spread over images.
+  state = {k: saved[k] for k in ("params", "batch_stats")}
+  logits = jax.jit(steps.make_logits_fn(graphdef, ds.mean, ds.std))(
+      state, x_pool)
+  np.testing.assert_array_equal(np.argmax(logits, -1) == y_pool, correct)
+
+
+def test_pack_bits_round_trips_odd_lengths():
+  rng = np.random.default_rng(0)
+  for n in (0, 1, 7, 8, 9, 55_000):
+    v = rng.random(n) < 0.7
+    packed = experiments.pack_bits(v)
+    assert packed["n"] == n
+    np.testing.assert_array_equal(experiments.unpack_bits(packed), v)
+
+
+# The pool of the 5,000-image subset: 45,000 training images, then 10,000
+# test images, named by the SHA-256 of their paths.
+CIFAR10_5K_POOL_SHA256 = (
+    "01564b44aa05e490a806406b8eb4a5e92aca2ae4d07b589cfbbb505db3f1b8e6")
+_ZIP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "..", "shared", "data", "cifar10-jpg.zip")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(_ZIP),
+                    reason="needs ../shared/data/cifar10-jpg.zip (CI has it; "
+                           "user clones do not)")
+def test_cifar10_pool_is_55000_distinct_images_disjoint_from_the_training_arrays(
+    tmp_path):
+  from train import config, loaders  # pylint: disable=g-import-not-at-top
+  cache = str(tmp_path)
+  subset = experiments.prepare_data(_ZIP, None, cache, 5000)
+  pool_path = experiments.prepare_pool(_ZIP, None, cache, 5000)
+  with np.load(pool_path) as f:
+    x_pool, files, sha = f["x"], [str(n) for n in f["files"]], str(
+        f["files_sha256"])
+  assert x_pool.shape == (55_000, 32, 32, 3) and len(set(files)) == 55_000
+  assert files[44_999:45_001] == ["train/truck/4998.jpg",
+                                  "test/airplane/0000.jpg"]
+  assert sha == CIFAR10_5K_POOL_SHA256
+  # The pool the confirmatory protocol registers is this very pool.
+  with open(os.path.join(_RESULTS, "cifar10-5k-confirm", "PROTOCOL.md")) as f:
+    assert sha in f.read()
+  assert len(_image_keys(x_pool)) == 55_000
+  # The trainer's own training arrays: every image of one epoch-sized batch
+  # that its loader yields for the subset.
+  src = loaders.open_data(config.Config(dataset="npz", data_dir=subset))
+  (x_train, _), = src.train_batches(5000, 0, 0, 1, None)
+  assert len(_image_keys(x_train)) == 5000
+  assert not _image_keys(x_train) & _image_keys(x_pool)

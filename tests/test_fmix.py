@@ -8,13 +8,13 @@ import pytest
 
 import cutmix_jax as cj
 from cutmix_jax._src import masks
-from cutmix_jax._src import pairing
+from cutmix_jax._src import plan as plan_lib
 
 
 def _noise(key, batch, height, width, decay_power):
   """`sample_fmix(key, batch, height, width, mode='elem')`'s pre-threshold
   noise, one image per draw (the only private access in this file)."""
-  plan = pairing.plan(key, batch, mode="elem", pairing="flip", groups=1,
+  plan = plan_lib.plan(key, batch, mode="elem", pairing="flip", groups=1,
                       axis_name=None, invariant=False)
   return np.asarray(masks._fourier_noise(  # pylint: disable=protected-access
       plan, height, width, decay_power))
@@ -28,6 +28,7 @@ def _apply(p, x):
 B, H, W = 128, 20, 28
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decay_power", [1.0, 2.0, 3.0])
 def test_noise_power_falls_as_frequency_to_minus_twice_decay(decay_power):
   """The spectrum's amplitude is `1 / f^decay_power`, so the power falls as
@@ -55,6 +56,7 @@ def test_noise_power_falls_as_frequency_to_minus_twice_decay(decay_power):
       assert kept.min() >= taken.max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("height,width", [(16, 16), (10, 12)])
 @pytest.mark.parametrize("alpha", [0.5, 1.0])
 def test_hard_masks_are_binary_and_lam_is_the_kept_fraction(height, width,

@@ -41,6 +41,7 @@ def _in_box():
   return m
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op", list(Op))
 @pytest.mark.parametrize("jit", [False, True])
 def test_every_applier_follows_op(op, jit):

@@ -61,6 +61,7 @@ def _sharded(mesh):
   return jax.device_put(X, sharding), jax.device_put(Y, sharding)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", OPS)
 def test_sharded_jit_equals_one_device(name, mesh):
   fn = jax.jit(functools.partial(_op, name, mode="elem"))

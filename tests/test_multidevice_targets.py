@@ -8,7 +8,7 @@ applied by `apply_tree` (image + integer segmentation map) and `mix_boxes`
 (a) `jit` over a batch sharded `P('data')`: bit-identical to the unsharded
     single-device call, and the batch sharding is kept;
 (b) `shard_map` / `pmap` with `axis_name`: shard s draws with
-    `fold_in(key, s)` (`pairing.plan`, used by every sampler), so shards
+    `fold_in(key, s)` (`plan.plan`, used by every sampler), so shards
     differ;
 (c) per-shard invariants: label rows sum to 1, lam is the exact kept
     fraction, selects are bit-exact, dtypes are kept.

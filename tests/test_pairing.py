@@ -1,4 +1,5 @@
-"""The one plan (`pairing.py`): partners, draws per sample, `partner_rows`."""
+"""Pairing: the one plan (`plan.py`: partners, draws per sample) and
+`partner_rows` (`pairing.py`)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 import cutmix_jax as cj
-from cutmix_jax._src import pairing
+from cutmix_jax._src import plan as plan_lib
 
 KEY = jax.random.key(3)
 
@@ -26,7 +27,7 @@ def test_partner_rows_is_the_gather_by_partner(pairing_rule, groups):
 
 @pytest.mark.parametrize("pairing_rule", ["flip", "permute"])
 def test_pair_mode_shares_one_draw_per_pair(pairing_rule):
-  plan = pairing.plan(KEY, 10, mode="pair", pairing=pairing_rule, groups=1,
+  plan = plan_lib.plan(KEY, 10, mode="pair", pairing=pairing_rule, groups=1,
                       axis_name=None, invariant=False)
   partner, draw = np.asarray(plan.partner), np.asarray(plan.draw)
   np.testing.assert_array_equal(partner[partner], np.arange(10))  # mutual
@@ -36,11 +37,11 @@ def test_pair_mode_shares_one_draw_per_pair(pairing_rule):
 
 def test_draw_marks_self_pairs_and_unapplied_draws_inactive():
   # An odd batch's middle sample is its own partner under 'flip'.
-  plan, active, words = pairing.draw(
+  plan, active, words = plan_lib.draw(
       KEY, 5, mode="elem", pairing="flip", groups=1, prob=1.0,
-      axis_name=None, rows=(2, 3))
-  assert words.shape == (2, 5) and words.dtype == jnp.uint32
+      axis_name=None, parts={"box": (0, 1)})
+  assert words["box"].shape == (2, 5) and words["box"].dtype == jnp.uint32
   np.testing.assert_array_equal(active, [True, True, False, True, True])
-  _, never, _ = pairing.draw(KEY, 4, mode="elem", pairing="flip", groups=1,
+  _, never, _ = plan_lib.draw(KEY, 4, mode="elem", pairing="flip", groups=1,
                              prob=0.0, axis_name=None)
   assert not np.asarray(never).any()

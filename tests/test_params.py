@@ -5,6 +5,8 @@ agree on images, labels, integer maps and pytrees; each honours its `op`;
 misuse gets an error that says what was wrong.
 """
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -187,3 +189,53 @@ def test_errors_name_the_draw_and_what_was_wrong():
   # The box draw of the same region is accepted.
   assert cj.mix_boxes(_box_draw(), boxes, classes, valid).boxes.shape == (
       B, 1, 4)
+
+
+@pytest.mark.parametrize("make", [_box_draw, _mask_draw, _cuboid_draw])
+@pytest.mark.parametrize("stride", [1, 2, (3, 4)])
+def test_field_is_the_region_at_each_patch_top_left(make, stride):
+  # The field every output (token masks, say) reads: where each sample
+  # takes its partner, per pixel or at each patch's top-left pixel.
+  sh, sw = (stride, stride) if isinstance(stride, int) else stride
+  field = make().field(H, W, stride=stride)
+  assert field.dtype == jnp.bool_
+  want = _expected_source() != np.arange(1, B + 1)[:, None, None]
+  np.testing.assert_array_equal(field, want[:, ::sh, ::sw])
+
+
+def test_field_is_float_where_the_draw_blends():
+  lam = jnp.array([0.25, 1.0, 0.5, 0.75], jnp.float32)
+  op = jnp.array([cj.Op.MIXUP, cj.Op.NONE, cj.Op.CUTMIX, cj.Op.MIXUP],
+                 jnp.int32)
+  mix = cj.MixParams(lam=lam, box=BOX, partner=PARTNER, op=op, height=H,
+                     width=W, ops=(int(cj.Op.CUTMIX), int(cj.Op.MIXUP)))
+  field = np.asarray(mix.field(H, W, stride=2))
+  assert field.dtype == np.float32
+  np.testing.assert_array_equal(field[0], 0.75)  # MixUp: 1 - lam everywhere
+  np.testing.assert_array_equal(field[1], 0.0)
+  np.testing.assert_array_equal(field[3], 0.25)
+  np.testing.assert_array_equal(
+      field[2], np.asarray(cj.box_mask(BOX[2], H, W))[::2, ::2])
+  soft = jnp.linspace(0, 1, B * H * W, dtype=jnp.float32).reshape(B, H, W)
+  soft_field = _mask_draw(soft).field(H, W, stride=2)
+  assert soft_field.dtype == jnp.float32
+  # Sample 1's op is NONE: it takes nothing, whatever its mask says.
+  want = np.asarray(soft)[:, ::2, ::2] * (np.asarray(OP) != 0)[:, None, None]
+  np.testing.assert_array_equal(soft_field, want)
+
+
+@pytest.mark.parametrize("make", [_box_draw, _mask_draw, _cuboid_draw])
+def test_label_pairs_give_the_mixed_labels(make):
+  # (partner, lam) is all a label output needs: the dense targets of
+  # `mix_labels` follow from it bit for bit.
+  # Sample 1's op is NONE: its lam must read 1, whatever the draw holds.
+  draw = dataclasses.replace(make(), lam=LAM.at[1].set(0.3))
+  partner, lam = draw.label_pairs()
+  np.testing.assert_array_equal(partner, PARTNER)
+  np.testing.assert_array_equal(lam, np.where(np.asarray(OP) != 0, LAM, 1))
+  labels = jnp.array([0, 4, 2, 2])
+  t = np.eye(K, dtype=np.float32)[np.asarray(labels)]
+  lam = np.asarray(lam)[:, None]
+  want = np.where(lam == 1, t, t[PARTNER] + lam * (t - t[PARTNER]))
+  np.testing.assert_array_equal(
+      cj.mix_labels(draw, labels, num_classes=K), want)

@@ -66,6 +66,7 @@ def _boxes(batch):
   return boxes, jnp.ones((batch, 2), jnp.int32), jnp.ones((batch, 2), bool)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op", ["cutmix", "mixup", "mix", "cutout",
                                 "resizemix", "switch", "sample_fmix",
                                 "sample_multibox", "sample_cutmix_cuboid",

@@ -97,6 +97,7 @@ def test_resizemix_scale_distribution():
   assert (np.asarray(p.box[:, 3]) <= 32).all()
 
 
+@pytest.mark.slow
 def test_resizemix_op_and_tree():
   x = _images((4, 16, 16, 3), np.float32)
   seg = np.random.default_rng(1).integers(0, 5, (4, 16, 16)).astype(np.int32)
@@ -202,6 +203,7 @@ def _jitted_switch(mode):
       k, x, y, num_classes=3, probs=ALL, mode=mode, prob=0.8, fill_value=0.0))
 
 
+@pytest.mark.slow
 @hypothesis.settings(max_examples=12, deadline=None)
 @hypothesis.given(seed=st.integers(0, 2**31 - 1),
                   batch=st.sampled_from([1, 2, 5, 8]),
@@ -223,6 +225,7 @@ def test_switch_label_weight_is_the_pasted_fraction(seed, batch, mode):
       np.testing.assert_array_equal(targets[i], np.eye(3)[y[i]])
 
 
+@pytest.mark.slow
 def test_switch_under_vmap_jit_and_no_recompile():
   x = _images((2, 8, 8, 3), np.float32)
   fn = jax.jit(lambda k, x, w: cj.switch(
@@ -240,6 +243,7 @@ def test_switch_under_vmap_jit_and_no_recompile():
     np.testing.assert_allclose(batched[0][j], single[0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_switch_on_select_leaves_never_blends():
   """Every pixel of a select leaf is the exact source its sample's op names.
 

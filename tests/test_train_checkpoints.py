@@ -34,6 +34,7 @@ def test_a_checkpoint_of_another_structure_stops_naming_what_differs(
 
 
 
+@pytest.mark.slow
 def test_a_mismatched_checkpoint_keeps_the_run_and_its_metrics(tmp_path,
                                                                fast_compile):
   """A run whose state no longer fits its checkpoint (say, after an optax

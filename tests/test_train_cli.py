@@ -14,6 +14,7 @@ from train import config
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_help_documents_every_option():
   out = subprocess.run([sys.executable, "-m", "train", "--help"], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
@@ -49,6 +50,7 @@ def test_bad_values_are_usage_errors(argv, message, capsys):
   assert re.search(message, capsys.readouterr().err)
 
 
+@pytest.mark.slow
 def test_missing_data_dir_is_a_clean_error(tmp_path):
   out = subprocess.run(
       [sys.executable, "-m", "train", "--dataset", "imagefolder",

@@ -288,8 +288,8 @@ def test_validation_split_is_fixed_per_class_and_disjoint():
     data.validation_split(np.array([0, 0, 1, 1, 1, 1, 1]), 0.8)
   # The statistics are those of the images left for training.
   x = np.arange(37, dtype=np.uint8).reshape(37, 1, 1, 1)
-  src = data.hold_out(data.Dataset(x, labels, x[:3], labels[:3],
-                                   ["a", "b", "c"]), 0.2)
+  src = data.in_memory(*data.hold_out(data.Dataset(
+      x, labels, x[:3], labels[:3], ["a", "b", "c"]), 0.2))
   assert (src.num_train, src.num_val) == (len(train), len(val))
   np.testing.assert_allclose(src.mean, x[train].mean(), rtol=1e-6)
   seen = np.concatenate([xb[m] for xb, _, m in src.val_batches(4, None)])

@@ -25,6 +25,10 @@ from train import grain_data
 from train import loaders
 from train import train
 
+# Every test here builds a Grain pipeline over JPEG files, most with worker
+# or training processes.
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 12
 # Mixed sizes: the ImageNet-style recipe, to SIZE x SIZE.

@@ -256,6 +256,7 @@ def _records(workdir):
              if k != "images_per_second"} for line in f]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_and_resume(tmp_path):
   """2 processes x 4 devices = 1 process x 8 devices, bit for bit.
 

@@ -28,6 +28,7 @@ RUN = dict(model="tiny", width=16, epochs=5, batch_size=32, warmup_epochs=1,
 TOTAL_STEPS = 5 * (1438 // 32)
 
 
+@pytest.mark.slow
 def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
   # One test, not three sharing a fixture, so that `pytest -n 3` cannot
   # split them over workers and train the straight run twice.
@@ -89,6 +90,7 @@ def test_digits_run_accuracy_outputs_and_exact_resume(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_message(tmp_path, fast_compile):
   cfg = config.Config(workdir=str(tmp_path), model="tiny", epochs=1, lr=1e30,
                       warmup_epochs=0, log_every=1, progress=False)
@@ -96,6 +98,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, fast_compile):
     train.train_and_evaluate(cfg)
 
 
+@pytest.mark.slow
 def test_pmap_run_checkpoints_and_resumes(tmp_path, fast_compile):
   cfg = config.Config(workdir=str(tmp_path / "straight"), model="tiny",
                       epochs=1, batch_size=64, parallel="pmap",
@@ -120,6 +123,7 @@ def test_pmap_run_checkpoints_and_resumes(tmp_path, fast_compile):
   assert result["test_accuracy"] == straight["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes(tmp_path):
   steps_per_epoch = 1438 // 32
   # Few saves: each costs more than a step of this tiny model.
@@ -152,6 +156,7 @@ def test_killed_run_resumes(tmp_path):
   assert f"Done: step {steps_per_epoch}" in done.stdout
 
 
+@pytest.mark.slow
 def test_incomplete_checkpoints_are_skipped(tmp_path):
   ckpt = checkpoints.Checkpointer(str(tmp_path))
   state = {"w": np.arange(3.0), "step": np.int32(7)}

@@ -59,16 +59,22 @@ def _one_step(parallel="jit", **overrides):
   return loss
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aug", config.AUGS)
 def test_one_step_jit_every_aug(aug, fast_compile):
-  _one_step("jit", aug=aug, prob=1.0, label_smoothing=0.1, grad_clip=1.0)
+  # TransMix reads a ViT's attention.
+  model = dict(model="vit_digits", width=8) if aug == "transmix" else {}
+  _one_step("jit", aug=aug, prob=1.0, label_smoothing=0.1, grad_clip=1.0,
+            **model)
 
 
+@pytest.mark.slow
 def test_one_step_pmap(fast_compile):
   # 'mix' runs both the CutMix and the MixUp code under the pmap axis.
   _one_step("pmap", aug="mix", prob=1.0, mode="elem", schedule="step")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet20", "resnet18"])
 def test_models_take_a_step(name, fast_compile):
   # A CIFAR-style and an ImageNet-style net at a tiny width: what matters is
@@ -76,6 +82,7 @@ def test_models_take_a_step(name, fast_compile):
   _one_step("jit", model=name, width=2, aug="cutmix")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet32", "resnet56", "resnet34",
                                   "resnet50"])
 def test_deeper_models_trace_a_step(name, fast_compile):
@@ -90,6 +97,7 @@ def test_deeper_models_trace_a_step(name, fast_compile):
       np.shape, t.state["params"])
 
 
+@pytest.mark.slow
 def test_bottleneck_block_trains():
   model = models.ResNet(models.Bottleneck, (1, 1), 3, in_channels=3, width=2,
                         small_inputs=True, rngs=nnx.Rngs(0))
@@ -107,6 +115,7 @@ def test_bottleneck_block_trains():
   assert np.abs(grads["blocks"][1]["bn3"]["scale"]).max() > 0
 
 
+@pytest.mark.slow
 def test_batchnorm_train_and_eval_modes_differ():
   model = models.create_model("tiny", 3, in_channels=1, image_size=8)
   x = np.random.default_rng(0).normal(3.0, 2.0, (4, 8, 8, 1)).astype(np.float32)
@@ -117,6 +126,7 @@ def test_batchnorm_train_and_eval_modes_differ():
   assert not np.allclose(train_out, model(x, train=False))
 
 
+@pytest.mark.slow
 def test_imagenet_models_pick_their_stem_by_image_size():
   assert models.create_model("resnet18", 2, in_channels=3, image_size=32,
                              width=2).small_inputs
@@ -128,6 +138,7 @@ def test_imagenet_models_pick_their_stem_by_image_size():
   assert out.shape == (1, 2)
 
 
+@pytest.mark.slow
 def test_jit_step_moves_no_images_between_devices():
   cfg, par, t = _trainer("jit", aug="mix", mode="elem", prob=1.0)
   x, y = _batch()
@@ -143,9 +154,10 @@ def test_jit_step_moves_no_images_between_devices():
     assert "12,12" not in line and f"[{per_device},12" not in line, line
 
 
+@pytest.mark.slow
 def test_pmap_devices_draw_different_boxes():
   _, _, t = _trainer("pmap", aug="cutmix", mode="batch", prob=1.0,
-                     crop_pad=0)
+                     crop_pad=0, targets="dense")
   x = np.zeros((8, 2) + IMAGE_SHAPE, np.float32)
   x[:, 1] = 255.0  # each device: a black and a white image, swapped by CutMix
   y = np.tile(np.array([0, 1], np.int32), (8, 1))
@@ -209,6 +221,7 @@ def test_preact_resnet18_has_the_papers_parameter_count():
   np.testing.assert_array_equal(block(x, train=False), x)
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bf16_and_keeps_float32_state(fast_compile):
   _, par, t = _trainer("jit", dtype="bfloat16", aug="cutmix", prob=1.0)
   model = nnx.merge(t.graphdef, t.state["params"], t.state["batch_stats"])
@@ -239,6 +252,7 @@ def _params_after(parallel, num_steps, **overrides):
   return jax.device_get(par.unreplicate(state)), losses
 
 
+@pytest.mark.slow
 def test_jit_equals_pmap_without_random_augmentation(fast_compile):
   # No draws: the two paths must compute the same global-batch step, with
   # BatchNorm statistics and gradients over all 8 devices.
@@ -288,6 +302,7 @@ def test_learning_rate_schedule_boundaries(warmup_epochs):
   assert lr(total) == pytest.approx(0.004)
 
 
+@pytest.mark.slow
 def test_weight_decay_mask_reaches_the_optimizer():
   """With zero gradients only the decay moves parameters: kernels shrink,
   BatchNorm scales and biases and the linear bias stay."""

@@ -9,13 +9,30 @@ from typing import Optional, Sequence
 from train import models
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "npz")
-AUGS = ("none", "cutmix", "mixup", "mix", "cutout")
+AUGS = ("none", "cutmix", "mixup", "mix", "cutout", "transmix")
 MODES = ("batch", "pair", "elem")
 SCHEDULES = ("cosine", "step")
 PARALLEL = ("jit", "pmap")
 DTYPES = ("float32", "bfloat16")
-LOADERS = ("auto", "memory", "grain")
+LOADERS = ("auto", "memory", "grain", "device")
 CROPS = ("pad", "resized")
+TARGETS = ("kway", "dense")
+OPTIMIZERS = ("sgd", "adamw")
+
+# Each model family's recipe, for the options left at None. ResNets: the
+# ResNet and CutMix papers' SGD. ViTs: DeiT's AdamW (lr 5e-4 per 512 images
+# of batch, 5 warm-up epochs, weight decay 0.05, label smoothing 0.1, mixing
+# always on; its MixUp 0.8 / CutMix 1.0 / switch 0.5 are the defaults of
+# --mixup-alpha, --alpha and --switch-prob for every model).
+RECIPES = {
+    "resnet": dict(optimizer="sgd", lr=0.1, weight_decay=5e-4,
+                   warmup_epochs=2.0, label_smoothing=0.0, prob=0.5),
+    "vit": dict(optimizer="adamw", lr_per_512=5e-4, weight_decay=0.05,
+                warmup_epochs=5.0, label_smoothing=0.1, prob=1.0),
+}
+# The value that a setting added since 0.2 had in runs saved before it
+# existed, for resuming them.
+BEFORE_ADDED = {"optimizer": "sgd"}
 
 
 @dataclasses.dataclass
@@ -36,17 +53,19 @@ class Config:
   epochs: int = 30
   batch_size: int = 128
   eval_batch_size: int = 512
-  lr: float = 0.1
-  weight_decay: float = 5e-4
+  optimizer: Optional[str] = None
+  lr: Optional[float] = None
+  weight_decay: Optional[float] = None
   schedule: str = "cosine"
-  warmup_epochs: float = 2.0
-  label_smoothing: float = 0.0
+  warmup_epochs: Optional[float] = None
+  label_smoothing: Optional[float] = None
+  targets: str = "kway"
   grad_clip: float = 0.0
   grad_accum: int = 1
   ema_decay: float = 0.0
   aug: str = "cutmix"
   alpha: float = 1.0
-  prob: float = 0.5
+  prob: Optional[float] = None
   mode: Optional[str] = None
   mixup_alpha: float = 0.8
   switch_prob: float = 0.5
@@ -69,9 +88,18 @@ class Config:
   num_processes: Optional[int] = None
   process_id: Optional[int] = None
 
+  def with_recipe(self) -> "Config":
+    """Fills the options left at None from the model family's `RECIPES`."""
+    recipe = dict(RECIPES[models.family(self.model)])
+    lr_per_512 = recipe.pop("lr_per_512", None)
+    if lr_per_512 is not None:
+      recipe["lr"] = lr_per_512 * self.batch_size / 512
+    return dataclasses.replace(self, **{
+        k: v for k, v in recipe.items() if getattr(self, k) is None})
+
   def resolved(self, dataset_name: str, image_size: int) -> "Config":
-    """Fills the dataset-dependent defaults (`None` fields)."""
-    cfg = dataclasses.replace(self)
+    """Fills the model- and dataset-dependent defaults (`None` fields)."""
+    cfg = self.with_recipe()
     if cfg.crop_pad is None:
       # 4 pixels on 32x32 CIFAR (the standard recipe), 1 on 8x8 digits.
       cfg.crop_pad = max(1, image_size // 8)
@@ -91,16 +119,21 @@ class Config:
         (self.model in models.MODELS,
          f"--model must be one of {tuple(models.MODELS)}"),
         (self.aug in AUGS, f"--aug must be one of {AUGS}"),
+        (self.aug != "transmix" or models.family(self.model) == "vit",
+         "--aug transmix reads a ViT's attention: it needs --model vit_*"),
+        (self.optimizer in (None,) + OPTIMIZERS,
+         f"--optimizer must be one of {OPTIMIZERS}"),
         (self.mode in (None,) + MODES, f"--mode must be one of {MODES}"),
         (self.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}"),
         (self.parallel in PARALLEL, f"--parallel must be one of {PARALLEL}"),
         (self.dtype in DTYPES, f"--dtype must be one of {DTYPES}"),
         (self.loader in LOADERS, f"--loader must be one of {LOADERS}"),
+        (self.targets in TARGETS, f"--targets must be one of {TARGETS}"),
         (self.loader != "grain" or self.dataset == "imagefolder",
          "--loader grain reads --dataset imagefolder only"),
         (self.crop in (None,) + CROPS, f"--crop must be one of {CROPS}"),
         (self.crop != "resized" or (self.dataset == "imagefolder"
-                                    and self.loader != "memory"),
+                                    and self.loader in ("auto", "grain")),
          "--crop resized is done by --loader grain, which reads --dataset "
          "imagefolder"),
         (0 <= self.val_split < 1, "--val-split must be in [0, 1)"),
@@ -111,16 +144,20 @@ class Config:
         (self.epochs >= 1, "--epochs must be >= 1"),
         (self.batch_size >= 1, "--batch-size must be >= 1"),
         (self.eval_batch_size >= 1, "--eval-batch-size must be >= 1"),
-        (self.lr > 0, "--lr must be > 0"),
-        (self.weight_decay >= 0, "--weight-decay must be >= 0"),
-        (self.warmup_epochs >= 0, "--warmup-epochs must be >= 0"),
-        (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+        (self.lr is None or self.lr > 0, "--lr must be > 0"),
+        (self.weight_decay is None or self.weight_decay >= 0,
+         "--weight-decay must be >= 0"),
+        (self.warmup_epochs is None or self.warmup_epochs >= 0,
+         "--warmup-epochs must be >= 0"),
+        (self.label_smoothing is None or 0 <= self.label_smoothing < 1,
+         "--label-smoothing must be in [0, 1)"),
         (self.grad_clip >= 0, "--grad-clip must be >= 0 (0 turns it off)"),
         (self.grad_accum >= 1, "--grad-accum must be >= 1 (1 turns it off)"),
         (0 <= self.ema_decay < 1,
          "--ema-decay must be in [0, 1) (0 turns it off)"),
         (self.alpha > 0, "--alpha must be > 0"),
-        (0 <= self.prob <= 1, "--prob must be in [0, 1]"),
+        (self.prob is None or 0 <= self.prob <= 1,
+         "--prob must be in [0, 1]"),
         (self.mixup_alpha > 0, "--mixup-alpha must be > 0"),
         (0 <= self.switch_prob <= 1, "--switch-prob must be in [0, 1]"),
         (self.cutout_size is None or self.cutout_size >= 1,
@@ -158,7 +195,10 @@ _HELP = {
               "size); grain: read an imagefolder batch by batch with Grain "
               "worker processes (see --crop); auto: grain for an "
               "imagefolder larger than --loader-memory-gb decoded, or with "
-              "--crop resized, else memory",
+              "--crop resized, else memory; device: as memory, but the "
+              "training images live on the devices (replicated) and each "
+              "step gathers its batch by index inside the jitted step, for "
+              "datasets far smaller than one device's memory",
     "loader_memory_gb": "the decoded size above which --loader auto reads "
                         "an imagefolder with Grain",
     "image_size": "side of the square crops of --crop resized (a warning "
@@ -179,9 +219,13 @@ _HELP = {
     "model": "ResNet: tiny (tests), resnet20/32/56 (CIFAR-style), "
              "resnet18/34/50 (ImageNet-style), preact_resnet18 (the "
              "pre-activation ResNet-18 of the CutMix/MixUp CIFAR papers, "
-             "11.2M parameters on CIFAR)",
-    "width": "first-stage channels (default: 16 CIFAR-style, 64 ImageNet-style, "
-             "4 tiny)",
+             "11.2M parameters on CIFAR). ViT (DeiT layout, square images): "
+             "vit_tiny (DeiT-Ti: width 192, depth 12, 3 heads, 4x4 patches "
+             "for 32x32), vit_small_cpu (width 96, depth 6, 3 heads, 4x4 "
+             "patches), vit_digits (width 64, depth 4, 2 heads, 2x2 patches "
+             "for the 8x8 digits)",
+    "width": "first-stage channels, or a ViT's token width (default: 16 "
+             "CIFAR-style, 64 ImageNet-style, 4 tiny, the preset's for a ViT)",
     "dtype": "computation dtype: bfloat16 runs convolutions and matrix "
              "products in bf16 (fast on GPUs and TPUs) with float32 "
              "parameters, optimizer state, BatchNorm statistics and loss",
@@ -190,13 +234,25 @@ _HELP = {
                   "processes; must divide by the device count",
     "eval_batch_size": "global evaluation batch size (the tail is padded and "
                        "masked, so every test sample counts)",
-    "lr": "peak learning rate of SGD (momentum 0.9, Nesterov)",
-    "weight_decay": "L2 weight decay on conv and linear kernels (BatchNorm and "
-                    "bias parameters are not decayed)",
+    "optimizer": "sgd (momentum 0.9, Nesterov, coupled L2 decay) or adamw "
+                 "(betas 0.9/0.999, decoupled decay) (default: sgd for "
+                 "ResNets, adamw for ViTs)",
+    "lr": "peak learning rate (default: 0.1 for ResNets; 5e-4 x "
+          "batch size / 512 for ViTs, as DeiT)",
+    "weight_decay": "weight decay of conv and linear kernels; norms, biases "
+                    "and a ViT's position embeddings and class token are not "
+                    "decayed (default: 5e-4 for ResNets, 0.05 for ViTs)",
     "schedule": "cosine: linear warmup then cosine decay to 0; step: warmup "
                 "then x0.1 at 50%% and 75%% of training",
-    "warmup_epochs": "linear warmup length in epochs",
-    "label_smoothing": "label smoothing, applied before mixing",
+    "warmup_epochs": "linear warmup length in epochs (default: 2 for "
+                     "ResNets, 5 for ViTs)",
+    "label_smoothing": "label smoothing, applied before mixing (default: 0 "
+                       "for ResNets, 0.1 for ViTs)",
+    "targets": "kway: each sample's (class, weight) pairs and cutmix_jax's "
+               "fused softmax cross-entropy, with no [batch, classes] target "
+               "(every dataset here has integer labels); dense: float "
+               "[batch, classes] targets and optax's loss. The same loss to "
+               "float rounding",
     "grad_clip": "clip gradients to this global norm (0: off)",
     "grad_accum": "accumulate the gradients of this many steps of "
                   "--batch-size before each update (optax.MultiSteps): the "
@@ -206,14 +262,17 @@ _HELP = {
                  "BatchNorm statistics) with this decay per step, evaluated "
                  "alongside the trained weights (0: off)",
     "aug": "batch augmentation after crop and flip: none, cutmix, mixup, mix "
-           "(CutMix or MixUp, switched), cutout",
+           "(CutMix or MixUp, switched), cutout, transmix (mix, with "
+           "TransMix's labels from a ViT's attention)",
     "alpha": "Beta(alpha, alpha) for CutMix's (or MixUp's, with --aug mixup) "
-             "lambda; CutMix alpha for --aug mix",
-    "prob": "chance of applying --aug (the official cutmix_prob)",
+             "lambda; CutMix alpha for --aug mix and transmix",
+    "prob": "chance of applying --aug (the official cutmix_prob) (default: "
+            "0.5 for ResNets, 1 for ViTs)",
     "mode": "one draw per batch, per pair or per element (sample) "
             "(default: batch, elem for cutout)",
-    "mixup_alpha": "MixUp alpha for --aug mix",
-    "switch_prob": "chance of CutMix rather than MixUp for --aug mix",
+    "mixup_alpha": "MixUp alpha for --aug mix and transmix",
+    "switch_prob": "chance of CutMix rather than MixUp for --aug mix and "
+                   "transmix",
     "cutout_size": "Cutout box side in pixels (default: half the image side)",
     "crop_pad": "padding (with the mean colour) for the random crop "
                 "(default: image side / 8, so 4 on CIFAR; always 0 with "
@@ -278,14 +337,15 @@ def make_parser() -> argparse.ArgumentParser:
   """An argparse parser with one `--option` per `Config` field."""
   parser = argparse.ArgumentParser(
       prog="python -m train",
-      description="Train a ResNet with CutMix (cutmix_jax) on one or more "
-                  "devices. With no options: digits, ResNet-20, CutMix, about "
-                  "two minutes on 2 CPU cores.",
+      description="Train a ResNet or a ViT with CutMix (cutmix_jax) on one "
+                  "or more devices. With no options: digits, ResNet-20, "
+                  "CutMix, about two minutes on 2 CPU cores.",
       formatter_class=_HelpFormatter,
   )
   choices = {"dataset": DATASETS, "model": tuple(models.MODELS), "aug": AUGS,
              "mode": MODES, "schedule": SCHEDULES, "parallel": PARALLEL,
-             "dtype": DTYPES, "loader": LOADERS, "crop": CROPS}
+             "dtype": DTYPES, "loader": LOADERS, "crop": CROPS,
+             "targets": TARGETS, "optimizer": OPTIMIZERS}
   for field in dataclasses.fields(Config):
     flag = "--" + field.name.replace("_", "-")
     kwargs = dict(default=field.default, help=_HELP[field.name])
@@ -294,7 +354,8 @@ def make_parser() -> argparse.ArgumentParser:
     elif field.type == "Optional[int]":
       kwargs["type"] = _positive_or_none
     else:
-      kwargs["type"] = {"int": int, "float": float}.get(field.type, str)
+      kwargs["type"] = {"int": int, "float": float,
+                        "Optional[float]": float}.get(field.type, str)
       kwargs["choices"] = choices.get(field.name)
     parser.add_argument(flag, **kwargs)
   return parser

@@ -575,11 +575,12 @@ def validation_split(labels: np.ndarray, fraction: float
   return np.flatnonzero(~val), np.flatnonzero(val)
 
 
-def hold_out(ds: Dataset, fraction: float) -> Source:
-  """A `Source` over `ds` with `validation_split(fraction)` of its training
-  images held out for validation; the normalisation statistics are those of
-  the images left for training."""
+def hold_out(ds: Dataset, fraction: float
+             ) -> tuple[Dataset, tuple[np.ndarray, np.ndarray]]:
+  """`ds` less `validation_split(fraction)` of its training images (its
+  normalisation statistics are those of the images left for training), and
+  the held-out `(images, labels)`."""
   train, val = validation_split(ds.y_train, fraction)
   rest = Dataset(ds.x_train[train], ds.y_train[train], ds.x_test, ds.y_test,
                  ds.class_names)
-  return in_memory(rest, val=(ds.x_train[val], ds.y_train[val]))
+  return rest, (ds.x_train[val], ds.y_train[val])

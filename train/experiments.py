@@ -25,6 +25,7 @@ al.), Cutout of a 16×16 box (half the side) with prob 1 (DeVries & Taylor);
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import hashlib
 import json
@@ -38,6 +39,7 @@ import zipfile
 from typing import Any, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -60,7 +62,7 @@ FRACTIONS = (0.25, 0.5)
 # The evaluation conditions, in table order.
 CONDITIONS = ("clean",) + tuple(
     f"{kind}{round(f * 100)}" for kind in occlusion.KINDS for f in FRACTIONS)
-CONDITION_TITLES = {"clean": "clean", "centre25": "centre 25%",
+CONDITION_TITLES = {"pool": "pool", "clean": "clean", "centre25": "centre 25%",
                     "centre50": "centre 50%", "random25": "random 25%",
                     "random50": "random 50%"}
 DEFAULT_ZIP = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -117,6 +119,10 @@ def make_parser() -> argparse.ArgumentParser:
   p.add_argument("--occlusion-seed", type=int, default=0,
                  help="seed of the random occlusion boxes (the same for "
                       "every model)")
+  p.add_argument("--pool", action="store_true",
+                 help="also evaluate each final model on the evaluation pool "
+                      "(the training images outside --train-subset, then the "
+                      "test images) and save per-image correctness")
   p.add_argument("--summary-only", action="store_true",
                  help="train nothing; rewrite the table from --out/runs")
   p.add_argument("--ckpt-every", type=int, default=200,
@@ -136,6 +142,29 @@ def _file_tag(path: str) -> str:
   return hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
+def _source_tag(zip_path: Optional[str], data_dir: Optional[str]) -> str:
+  return _file_tag(data_dir or zip_path)
+
+
+def _imagefolder_root(zip_path: Optional[str], data_dir: Optional[str],
+                      cache_dir: str) -> str:
+  """`data_dir`, or the folder holding train/ in `zip_path` extracted (once)
+  into `cache_dir`."""
+  if data_dir:
+    return data_dir
+  extracted = os.path.join(cache_dir,
+                           f"extracted-{_source_tag(zip_path, data_dir)}")
+  if not os.path.exists(os.path.join(extracted, ".done")):
+    print(f"Extracting {zip_path} into {extracted} ...", flush=True)
+    with zipfile.ZipFile(zip_path) as z:
+      z.extractall(extracted)
+    open(os.path.join(extracted, ".done"), "w").close()
+  for dirpath, dirnames, _ in os.walk(extracted):
+    if "train" in dirnames:
+      return dirpath
+  return extracted
+
+
 def prepare_data(zip_path: Optional[str], data_dir: Optional[str],
                  cache_dir: str, train_subset: int = 0) -> str:
   """Returns an .npz of the dataset in `cache_dir`, building it once.
@@ -147,51 +176,90 @@ def prepare_data(zip_path: Optional[str], data_dir: Optional[str],
   source = data_dir or zip_path
   if not source or not os.path.exists(source):
     raise data.DataError(f"no dataset at {source!r}; pass --zip or --data-dir.")
-  tag = _file_tag(source if zip_path is None or data_dir else zip_path)
+  tag = _source_tag(zip_path, data_dir)
   full = os.path.join(cache_dir, f"data-{tag}.npz")
   if not os.path.exists(full):
-    root = data_dir
-    if root is None:
-      extracted = os.path.join(cache_dir, f"extracted-{tag}")
-      if not os.path.exists(os.path.join(extracted, ".done")):
-        print(f"Extracting {zip_path} into {extracted} ...", flush=True)
-        with zipfile.ZipFile(zip_path) as z:
-          z.extractall(extracted)
-        open(os.path.join(extracted, ".done"), "w").close()
-      # The imagefolder root: the one folder that holds train/.
-      root = extracted
-      for dirpath, dirnames, _ in os.walk(extracted):
-        if "train" in dirnames:
-          root = dirpath
-          break
+    root = _imagefolder_root(zip_path, data_dir, cache_dir)
     start = time.perf_counter()
     ds = data.load_imagefolder(root)
     print(f"Decoded {len(ds.x_train)} + {len(ds.x_test)} images from {root} "
           f"in {time.perf_counter() - start:.0f} s.", flush=True)
-    # A per-process name: concurrent runs may build the same file.
-    tmp = f"{full}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test,
-             y_test=ds.y_test, class_names=np.asarray(ds.class_names))
-    os.replace(tmp, full)
+    _save_npz(full, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test,
+              y_test=ds.y_test, class_names=np.asarray(ds.class_names))
   if not train_subset:
     return full
   path = os.path.join(cache_dir, f"data-{tag}-train{train_subset}.npz")
   if not os.path.exists(path):
     with np.load(full) as f:
       arrays = {k: f[k] for k in f.files}
-    y = arrays["y_train"]
-    classes = np.unique(y)
-    # Class-balanced, and fixed by the data alone (not by a run's seed).
-    rng = np.random.default_rng(0)
-    per_class = [rng.permutation(np.flatnonzero(y == c)) for c in classes]
-    order = np.stack([p[: min(len(q) for q in per_class)]
-                      for p in per_class], 1).ravel()
-    keep = np.sort(order[:train_subset])
-    arrays["x_train"], arrays["y_train"] = arrays["x_train"][keep], y[keep]
-    tmp = f"{path}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    keep = subset_indices(arrays["y_train"], train_subset)
+    arrays["x_train"] = arrays["x_train"][keep]
+    arrays["y_train"] = arrays["y_train"][keep]
+    _save_npz(path, **arrays)
   return path
+
+
+def subset_indices(y: np.ndarray, train_subset: int) -> np.ndarray:
+  """The training subset: sorted indices into the full training set.
+
+  Class-balanced, and fixed by the data alone (NumPy `default_rng(0)`), not
+  by a run's seed.
+  """
+  rng = np.random.default_rng(0)
+  per_class = [rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)]
+  order = np.stack([p[: min(len(q) for q in per_class)]
+                    for p in per_class], 1).ravel()
+  return np.sort(order[:train_subset])
+
+
+def _save_npz(path: str, **arrays: np.ndarray) -> None:
+  # A per-process name: concurrent runs may build the same file.
+  tmp = f"{path}.{os.getpid()}.tmp.npz"
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def prepare_pool(zip_path: Optional[str], data_dir: Optional[str],
+                 cache_dir: str, train_subset: int) -> str:
+  """Returns an .npz of the evaluation pool in `cache_dir`, building it once.
+
+  The pool is every training image outside the `train_subset` subset, in
+  the full training set's order (sorted class folders, sorted file names),
+  then every test image in the same order: images of the training
+  distribution that no run trains on. The file holds `x`, `y`, `files` (each
+  image's path relative to the imagefolder root) and `files_sha256`, the
+  SHA-256 of those paths joined by newlines, which names the pool exactly.
+  """
+  if not train_subset:
+    raise data.DataError("--pool needs --train-subset: without a subset "
+                         "every training image is trained on.")
+  full = prepare_data(zip_path, data_dir, cache_dir)
+  path = full.replace(".npz", f"-pool{train_subset}.npz")
+  if os.path.exists(path):
+    return path
+  with np.load(full) as f:
+    x_train, y_train = f["x_train"], f["y_train"]
+    x_test, y_test = f["x_test"], f["y_test"]
+  root = _imagefolder_root(zip_path, data_dir, cache_dir)
+  files = data.scan_imagefolder(root)
+  names = [os.path.relpath(p, root) for p in files.train_paths
+           + files.test_paths]
+  if len(names) != len(x_train) + len(x_test):
+    raise data.DataError(f"{root} lists {len(names)} images, but the decoded "
+                         f"cache {full} holds {len(x_train) + len(x_test)}.")
+  rest = np.setdiff1d(np.arange(len(x_train)),
+                      subset_indices(y_train, train_subset))
+  pool_files = [names[i] for i in rest] + names[len(x_train):]
+  _save_npz(path, x=np.concatenate([x_train[rest], x_test]),
+            y=np.concatenate([y_train[rest], y_test]),
+            files=np.asarray(pool_files),
+            files_sha256=np.asarray(files_sha256(pool_files)))
+  return path
+
+
+def files_sha256(names: Sequence[str]) -> str:
+  """SHA-256 of file names joined by newlines: the identity of a pool."""
+  return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
 def class_names(npz_path: str) -> Optional[list[str]]:
@@ -201,6 +269,58 @@ def class_names(npz_path: str) -> Optional[list[str]]:
 
 # ---------------------------------------------------------------------------
 # Evaluation
+
+
+class Classifier:
+  """A trained state's per-image correctness, compiled once for all calls.
+
+  Args:
+    cfg: the run's configuration (model and width).
+    state: the final training state (`train_and_evaluate(...)["state"]`).
+    ds: the dataset the run trained on (its mean and std normalise).
+    fill: occlusion fill: "mean" (zero in normalised space) or "black" (raw
+      zero).
+    batch_size: evaluation batch size; the last batch is padded.
+  """
+
+  def __init__(self, cfg: Config, state: Any, ds: data.Dataset,
+               fill: str = "mean", batch_size: int = 1000):
+    height, width, channels = ds.image_shape
+    model = models.create_model(
+        cfg.model, ds.num_classes, in_channels=channels,
+        image_size=min(height, width), width=cfg.width, dtype=cfg.dtype,
+        seed=cfg.seed)
+    graphdef, _, _ = nnx.split(model, nnx.Param, nnx.BatchStat)
+    logits_fn = steps.make_logits_fn(graphdef, ds.mean, ds.std)
+    fill_value = ds.mean if fill == "mean" else np.zeros_like(ds.mean)
+
+    @jax.jit
+    def correct(state, images, labels, boxes):
+      logits = logits_fn(state, occlusion.occlude(images, boxes, fill_value))
+      return jnp.argmax(logits, -1) == labels
+
+    self._correct = correct
+    self._state = jax.device_put(
+        {k: state[k] for k in ("params", "batch_stats")})
+    self.batch_size = batch_size
+
+  def correct(self, x: np.ndarray, y: np.ndarray,
+              boxes: Optional[np.ndarray] = None) -> np.ndarray:
+    """bool `[n]`: is each image of `x` `[n, H, W, C]` (uint8) classified as
+    its label `y` `[n]`, with `boxes` int32 `[n, 4]` (top, left, bottom,
+    right) occluded, or clean if None."""
+    n = len(x)
+    if boxes is None:
+      boxes = np.zeros((n, 4), np.int32)
+    out = [np.asarray(self._correct(self._state, xb, yb, bb))[mask]
+           for (xb, yb, mask), (bb, _, _) in zip(
+               data.eval_batches(x, y, self.batch_size),
+               data.eval_batches(boxes, np.zeros(n, np.int32),
+                                 self.batch_size))]
+    result = np.concatenate(out) if out else np.zeros(0, bool)
+    if len(result) != n:  # not an assert: it must hold under python -O too
+      raise RuntimeError(f"evaluated {len(result)} images, expected {n}.")
+    return result
 
 
 def evaluate_occlusion(cfg: Config, state: Any, ds: data.Dataset,
@@ -222,41 +342,43 @@ def evaluate_occlusion(cfg: Config, state: Any, ds: data.Dataset,
   Returns:
     `{condition: accuracy}`.
   """
-  n, height, width, channels = ds.x_test.shape
-  model = models.create_model(
-      cfg.model, ds.num_classes, in_channels=channels,
-      image_size=min(height, width), width=cfg.width, dtype=cfg.dtype,
-      seed=cfg.seed)
-  graphdef, _, _ = nnx.split(model, nnx.Param, nnx.BatchStat)
-  eval_step = steps.make_eval_step(graphdef, ds.mean, ds.std)
-  fill_value = ds.mean if fill == "mean" else np.zeros_like(ds.mean)
-
-  @jax.jit
-  def step(state, images, labels, mask, boxes):
-    return eval_step(state, occlusion.occlude(images, boxes, fill_value),
-                     labels, mask)
-
-  state = jax.device_put({k: state[k] for k in ("params", "batch_stats")})
+  n, height, width, _ = ds.x_test.shape
+  classifier = Classifier(cfg, state, ds, fill, batch_size)
   results = {}
   for condition in conditions:
-    if condition == "clean":
-      boxes = np.zeros((n, 4), np.int32)
-    else:
+    boxes = None
+    if condition != "clean":
       kind, percent = condition[:-2], int(condition[-2:])
       boxes = occlusion.make_boxes(kind, percent / 100, n, height, width, seed)
-    correct = count = 0
-    for start in range(0, n, batch_size):
-      xb, yb, mask = next(data.eval_batches(
-          ds.x_test[start:start + batch_size],
-          ds.y_test[start:start + batch_size], batch_size))
-      bb = boxes[start:start + batch_size]
-      bb = np.concatenate([bb, np.zeros((batch_size - len(bb), 4), np.int32)])
-      out = jax.device_get(step(state, xb, yb, mask, bb))
-      correct += int(out["correct"])
-      count += int(out["count"])
-    assert count == n
-    results[condition] = correct / n
+    results[condition] = int(classifier.correct(ds.x_test, ds.y_test,
+                                                boxes).sum()) / n
   return results
+
+
+def pack_bits(correct: np.ndarray) -> dict[str, Any]:
+  """A bool vector as JSON: its length and `np.packbits` bytes in base64."""
+  return dict(n=int(len(correct)), packbits_base64=base64.b64encode(
+      np.packbits(correct).tobytes()).decode())
+
+
+def unpack_bits(packed: dict[str, Any]) -> np.ndarray:
+  """The bool vector that `pack_bits` stored."""
+  raw = np.frombuffer(base64.b64decode(packed["packbits_base64"]), np.uint8)
+  return np.unpackbits(raw, count=packed["n"]).astype(bool)
+
+
+def evaluate_pool(cfg: Config, state: Any, ds: data.Dataset,
+                  pool_path: str) -> dict[str, Any]:
+  """Clean accuracy on the evaluation pool (`prepare_pool`) and on the test
+  set, with each image's correctness, bit-packed (`pack_bits`)."""
+  with np.load(pool_path) as f:
+    x, y, sha = f["x"], f["y"], str(f["files_sha256"])
+  classifier = Classifier(cfg, state, ds)
+  pool = classifier.correct(x, y)
+  test = classifier.correct(ds.x_test, ds.y_test)
+  return dict(accuracy=int(pool.sum()) / len(pool), n=len(pool),
+              files_sha256=sha, test_accuracy=int(test.sum()) / len(test),
+              correct=dict(pool=pack_bits(pool), test=pack_bits(test)))
 
 
 # ---------------------------------------------------------------------------
@@ -348,12 +470,19 @@ def _settings(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     s["dtype"] = cfg.dtype
   s.update(aug=cfg.aug, seed=cfg.seed, train_subset=args.train_subset,
            fill=args.fill, occlusion_seed=args.occlusion_seed)
+  if args.pool:
+    s["pool"] = True  # only when on: older runs' settings stay as they were
   return s
 
 
-def run_one(args, method: str, seed: int, npz_path: str,
-            command: str) -> dict[str, Any]:
-  """Trains and evaluates one (method, seed), unless its JSON is there."""
+def run_one(args, method: str, seed: int, npz_path: str, command: str,
+            pool_path: Optional[str] = None) -> dict[str, Any]:
+  """Trains and evaluates one (method, seed), unless its JSON is there.
+
+  With `pool_path` (`prepare_pool`), the final model is also evaluated on
+  the pool: its accuracy is `accuracy["pool"]`, and the record's `pool`
+  holds the pool's identity and each image's correctness, bit-packed.
+  """
   cfg = run_config(args, method, seed, npz_path)
   ds = data.load("npz", npz_path)
   cfg = cfg.resolved("npz", min(ds.image_shape[:2]))
@@ -378,11 +507,15 @@ def run_one(args, method: str, seed: int, npz_path: str,
   final = trainer.train_and_evaluate(cfg)
   train_s = time.perf_counter() - start
   start = time.perf_counter()
+  state = final.pop("state")
+  pool = evaluate_pool(cfg, state, ds, pool_path) if pool_path else None
   # Clean accuracy is the trainer's own final evaluation (the test checks
   # that `evaluate_occlusion` reproduces it).
   acc = dict(clean=final["test_accuracy"], **evaluate_occlusion(
-      cfg, final.pop("state"), ds, args.fill, args.occlusion_seed,
+      cfg, state, ds, args.fill, args.occlusion_seed,
       conditions=CONDITIONS[1:]))
+  if pool:
+    acc = dict(pool=pool["accuracy"], **acc)
   eval_s = time.perf_counter() - start
   with open(os.path.join(cfg.workdir, "metrics.jsonl")) as f:
     curve = [json.loads(line) for line in f if line.strip()]
@@ -393,6 +526,8 @@ def run_one(args, method: str, seed: int, npz_path: str,
       command=command, machine=machine_info(), commit=source_commit(),
       finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
       config=dataclasses.asdict(cfg))
+  if pool:
+    record["pool"] = pool
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + ".tmp", "w") as f:
     json.dump(record, f, indent=1)
@@ -405,6 +540,46 @@ def run_one(args, method: str, seed: int, npz_path: str,
 
 # ---------------------------------------------------------------------------
 # Summary
+
+
+@dataclasses.dataclass(frozen=True)
+class Design:
+  """A study's pre-registered analysis (its PROTOCOL.md).
+
+  Attributes:
+    conditions: the accuracy columns, in table order.
+    primary: the primary comparison `(method, condition)` against the
+      baseline; every other comparison is secondary, under Holm.
+    kept_in_holm: whether the kept-fraction comparisons join Holm's family.
+    margin: the equivalence margin (points) of a TOST on the primary
+      comparison, or None for no equivalence test.
+  """
+
+  conditions: tuple[str, ...]
+  primary: tuple[str, str]
+  kept_in_holm: bool = False
+  margin: Optional[float] = None
+
+  @property
+  def occluded(self) -> tuple[str, ...]:
+    return tuple(c for c in self.conditions if c not in ("pool", "clean"))
+
+
+# results/cifar10-5k/PROTOCOL.md: clean test accuracy is primary.
+REGISTERED = Design(CONDITIONS, ("cutmix", "clean"))
+# results/cifar10-5k-confirm/PROTOCOL.md: accuracy on the 55,000-image
+# evaluation pool is primary, with a TOST at ±0.5 points; the 10k test
+# accuracy, occlusion and kept fractions are the Holm family.
+CONFIRMATORY = Design(("pool",) + CONDITIONS, ("cutmix", "pool"),
+                      kept_in_holm=True, margin=0.5)
+
+
+def design_of(records: Sequence[dict[str, Any]]) -> Design:
+  """The confirmatory design for runs evaluated on a pool, else the first
+  study's."""
+  if all("pool" in r["accuracy"] for r in records):
+    return CONFIRMATORY
+  return REGISTERED
 
 
 def _cell(d, scale=100, digits=2) -> str:
@@ -438,17 +613,18 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
     raise SystemExit(f"error: the runs in {run_dir} have different settings; "
                      "they cannot share one table.")
   methods = [m for m in METHODS if any(r["method"] == m for r in records)]
+  design = design_of(records)
   table = {}
   for m in methods:
     rs = sorted((r for r in records if r["method"] == m),
                 key=lambda r: r["seed"])
     row = dict(seeds=[r["seed"] for r in rs],
                prob=rs[0]["settings"]["prob"], mode=rs[0]["settings"]["mode"])
-    for c in CONDITIONS:
+    for c in design.conditions:
       mean, std = _mean_std([r["accuracy"][c] for r in rs])
       row[c] = dict(mean=mean, std=std, values=[r["accuracy"][c] for r in rs])
     row["kept"] = {}
-    for c in CONDITIONS[1:]:
+    for c in design.occluded:
       kept = [r["accuracy"][c] / r["accuracy"]["clean"] for r in rs]
       mean, std = _mean_std(kept)
       row["kept"][c] = dict(mean=mean, std=std, values=kept)
@@ -459,13 +635,13 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
         row[loss] = dict(mean=mean, std=std, values=values)
     row["train_seconds"] = _mean_std([r["train_seconds"] for r in rs])[0]
     table[m] = row
-  paired = _paired_vs_baseline(records, methods)
+  paired = _paired_vs_baseline(records, methods, design)
   first = records[0]
   s = first["settings"]
   h, w = first["image_hw"]
   sizes = {f: occlusion.box_size(f, h, w) for f in FRACTIONS}
   summary = dict(
-      settings=shared(first), conditions=list(CONDITIONS),
+      settings=shared(first), conditions=list(design.conditions),
       box_sizes={f"{round(f * 100)}": dict(h=hw[0], w=hw[1],
                                            fraction=hw[0] * hw[1] / (h * w))
                  for f, hw in sizes.items()},
@@ -475,6 +651,13 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
       machines=[dict(t) for t in sorted({tuple(sorted(
           (k, str(v)) for k, v in r["machine"].items())) for r in records})],
       runs=len(records))
+  if "pool" in design.conditions:
+    summary["pool"] = dict(n=first["pool"]["n"],
+                           files_sha256=first["pool"]["files_sha256"])
+    if any(r["pool"]["files_sha256"] != summary["pool"]["files_sha256"]
+           for r in records):
+      raise SystemExit(f"error: the runs in {run_dir} were evaluated on "
+                       "different pools; they cannot share one table.")
   with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(summary, f, indent=1)
 
@@ -483,18 +666,23 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
   lines = [
       "# CIFAR-10: " + " vs ".join(LABELS[m] for m in methods),
       "",
-      "Test accuracy (%), mean ± sample std over seeds, on the 10,000 clean "
-      "test images and on occluded copies.",
+      ("Accuracy (%), mean ± sample std over seeds, on the evaluation pool "
+       f"(pool: the {summary['pool']['n']:,} images no run trains on, the "
+       "test set included), on the 10,000 clean test images (clean) and on "
+       "occluded copies of them." if "pool" in design.conditions else
+       "Test accuracy (%), mean ± sample std over seeds, on the 10,000 clean "
+       "test images and on occluded copies."),
       "",
       "| method | seeds | prob | " + " | ".join(
-          CONDITION_TITLES[c] for c in CONDITIONS) + " |",
-      "|---|---|---|" + "---|" * len(CONDITIONS),
+          CONDITION_TITLES[c] for c in design.conditions) + " |",
+      "|---|---|---|" + "---|" * len(design.conditions),
   ]
   for m, row in table.items():
     lines.append(f"| {LABELS[m]} | {len(row['seeds'])} | "
                  f"{row['prob'] if m != 'none' else '–'} | "
-                 + " | ".join(_cell(row[c]) for c in CONDITIONS) + " |")
-  lines += _analysis_lines(table, paired, summary["gate"])
+                 + " | ".join(_cell(row[c]) for c in design.conditions)
+                 + " |")
+  lines += _analysis_lines(table, paired, summary["gate"], design)
   subset = s["train_subset"] or "all 50,000"
   lines += [
       "",
@@ -527,21 +715,19 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
   ]
   with open(os.path.join(out, "results.md"), "w") as f:
     f.write("\n".join(lines))
-  _plot(table, paired, os.path.join(out, "results.png"), s)
+  _plot(table, paired, os.path.join(out, "results.png"), s,
+        design.conditions)
   print("\n".join(lines[4:5 + len(table) + 1]))
   return summary
 
 
-# The pre-registered primary comparison (results/cifar10-5k/PROTOCOL.md).
-PRIMARY = ("cutmix", "clean")
-
-
-def _paired_vs_baseline(records, methods) -> dict[str, Any]:
+def _paired_vs_baseline(records, methods, design: Design) -> dict[str, Any]:
   """Each method minus the baseline on the seeds both have, in points (%).
 
   Accuracy differences get a paired t-test, and Holm's correction over every
   comparison except the primary one; the kept fractions (occluded / clean)
-  are compared descriptively, with their own t-test.
+  get their own t-test, inside Holm's family where the design says so. The
+  primary comparison also gets the design's equivalence test (TOST).
   """
   if "none" not in methods:
     return {}
@@ -554,16 +740,28 @@ def _paired_vs_baseline(records, methods) -> dict[str, Any]:
     pairs = [(by_key[(m, s)], by_key[("none", s)]) for s in seeds]
     acc = {c: stats.paired([100 * a["accuracy"][c] for a, _ in pairs],
                            [100 * b["accuracy"][c] for _, b in pairs])
-           for c in CONDITIONS}
+           for c in design.conditions}
     kept = {c: stats.paired(
         [100 * a["accuracy"][c] / a["accuracy"]["clean"] for a, _ in pairs],
         [100 * b["accuracy"][c] / b["accuracy"]["clean"] for _, b in pairs])
-            for c in CONDITIONS[1:]}
+            for c in design.occluded}
     out[m] = dict(seeds=seeds, accuracy=acc, kept=kept)
-  family = [(m, c) for m in out for c in CONDITIONS if (m, c) != PRIMARY]
-  adjusted = stats.holm([out[m]["accuracy"][c]["p"] for m, c in family])
-  for (m, c), p in zip(family, adjusted):
-    out[m]["accuracy"][c]["p_holm"] = p
+  family = [(m, "accuracy", c) for m in out for c in design.conditions
+            if (m, c) != design.primary]
+  if design.kept_in_holm:
+    family += [(m, "kept", c) for m in out for c in design.occluded]
+  adjusted = stats.holm([out[m][kind][c]["p"] for m, kind, c in family])
+  for (m, kind, c), p in zip(family, adjusted):
+    out[m][kind][c]["p_holm"] = p
+  m, c = design.primary
+  if design.margin is not None and m in out:
+    primary = out[m]["accuracy"][c]
+    primary["tost"] = stats.tost(primary["values"], design.margin)
+    sd = (float(np.std(primary["values"], ddof=1)) if primary["n"] > 1
+          else None)
+    primary["power_at_margin"] = (
+        None if sd is None else stats.power_paired(design.margin, sd,
+                                                   primary["n"]))
   return out
 
 
@@ -582,9 +780,9 @@ def _p(p: Optional[float]) -> str:
   return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
 
 
-def _analysis_lines(table, paired, gate) -> list[str]:
+def _analysis_lines(table, paired, gate, design: Design) -> list[str]:
   """Markdown for kept fractions, final losses and the paired comparisons."""
-  occluded = CONDITIONS[1:]
+  occluded = design.occluded
 
   lines = ["", "Fraction of clean accuracy kept under occlusion (%, occluded / "
            "clean per run, then mean ± std):", "",
@@ -609,10 +807,12 @@ def _analysis_lines(table, paired, gate) -> list[str]:
     return lines
   lines += ["", "Paired difference against the baseline (points), mean ± SE "
             "over the seeds both have; two-sided paired t-test p, and Holm's "
-            "adjusted p over every comparison but the primary one:", "",
+            "adjusted p over every comparison but the primary one"
+            + (" (the kept fractions below included)" if design.kept_in_holm
+               else "") + ":", "",
             "| method | seeds | " + " | ".join(
-                CONDITION_TITLES[c] for c in CONDITIONS) + " |",
-            "|---|---|" + "---|" * len(CONDITIONS)]
+                CONDITION_TITLES[c] for c in design.conditions) + " |",
+            "|---|---|" + "---|" * len(design.conditions)]
 
   def diff(d):
     if d["se"] is None:
@@ -624,7 +824,7 @@ def _analysis_lines(table, paired, gate) -> list[str]:
 
   for m, row in paired.items():
     lines.append(f"| {LABELS[m]} | {len(row['seeds'])} | " + " | ".join(
-        diff(row["accuracy"][c]) for c in CONDITIONS) + " |")
+        diff(row["accuracy"][c]) for c in design.conditions) + " |")
   lines += ["", "The same for the fraction of clean accuracy kept (points):",
             "", "| method | " + " | ".join(
                 CONDITION_TITLES[c] for c in occluded) + " |",
@@ -632,7 +832,7 @@ def _analysis_lines(table, paired, gate) -> list[str]:
   for m, row in paired.items():
     lines.append(f"| {LABELS[m]} | " + " | ".join(
         diff(row["kept"][c]) for c in occluded) + " |")
-  m, c = PRIMARY
+  m, c = design.primary
   if m in paired:
     d = paired[m]["accuracy"][c]
     if d["se"] is not None:
@@ -640,26 +840,58 @@ def _analysis_lines(table, paired, gate) -> list[str]:
                 f"{d['mean']:+.2f} ± {d['se']:.2f} points over {d['n']} "
                 f"paired seeds, t({d['n'] - 1}) = {d['t']:.2f}, "
                 f"p = {_p(d['p'])}."]
+      if "tost" in d:
+        lines += _equivalence_lines(d, design.margin)
   return lines
 
 
-def _plot(table, paired, path, s):
+def _equivalence_lines(d: dict[str, Any], margin: float) -> list[str]:
+  """The TOST, the registered combined reading and the achieved power."""
+  tost = d["tost"]
+  lo, hi = tost["ci"]
+  different, equivalent = d["p"] < 0.05, tost["p"] < 0.05
+  direction = "gain" if d["mean"] > 0 else "loss"
+  reading = {
+      (True, True): f"a {direction}, smaller than {margin} points",
+      (True, False): f"a {direction}, not shown to be smaller than {margin} "
+                     "points",
+      (False, True): f"no difference of {margin} points or more (equivalent "
+                     f"within ±{margin})",
+      (False, False): "inconclusive: neither a difference nor equivalence "
+                      f"within ±{margin} points is shown",
+  }[(different, equivalent)]
+  return [
+      "",
+      f"Equivalence (TOST at ±{margin} points): {100 * tost['level']:.0f}% "
+      f"CI {lo:+.2f} to {hi:+.2f}, p = {_p(tost['p'])}"
+      f" ({'inside' if equivalent else 'not inside'} the margin).",
+      "",
+      f"Registered reading (both tests at 0.05): {reading}.",
+      "",
+      f"Achieved power of the primary test for a ±{margin}-point difference "
+      f"at the observed SD of the differences "
+      f"({np.std(d['values'], ddof=1):.2f} points, {d['n']} pairs): "
+      f"{d['power_at_margin']:.2f}.",
+  ]
+
+
+def _plot(table, paired, path, s, conditions):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   fig, (ax, ax_diff) = plt.subplots(1, 2, figsize=(15, 4.5),
                                     gridspec_kw=dict(width_ratios=(3, 2)))
-  _plot_paired(ax_diff, paired)
+  _plot_paired(ax_diff, paired, conditions)
   n = len(table)
   for i, (m, row) in enumerate(table.items()):
-    x = np.arange(len(CONDITIONS)) + (i - (n - 1) / 2) * 0.8 / n
-    means = [100 * row[c]["mean"] for c in CONDITIONS]
-    errs = [100 * (row[c]["std"] or 0) for c in CONDITIONS]
+    x = np.arange(len(conditions)) + (i - (n - 1) / 2) * 0.8 / n
+    means = [100 * row[c]["mean"] for c in conditions]
+    errs = [100 * (row[c]["std"] or 0) for c in conditions]
     ax.bar(x, means, 0.8 / n, yerr=errs, capsize=2,
            label=f"{LABELS[m]} ({len(row['seeds'])} seeds)")
-  ax.set_xticks(np.arange(len(CONDITIONS)),
-                [CONDITION_TITLES[c] for c in CONDITIONS])
+  ax.set_xticks(np.arange(len(conditions)),
+                [CONDITION_TITLES[c] for c in conditions])
   ax.set_ylabel("test accuracy (%)")
   ax.set_title(f"CIFAR-10, {s['model']} width {s['width']}, {s['epochs']} "
                "epochs: clean and occluded test accuracy")
@@ -670,21 +902,21 @@ def _plot(table, paired, path, s):
   plt.close(fig)
 
 
-def _plot_paired(ax, paired):
+def _plot_paired(ax, paired, conditions):
   """Paired differences against the baseline, mean ± SE, per condition."""
   if not paired:
     ax.set_axis_off()
     return
   n = len(paired)
   for i, (m, row) in enumerate(paired.items()):
-    x = np.arange(len(CONDITIONS)) + (i - (n - 1) / 2) * 0.8 / n
-    d = [row["accuracy"][c] for c in CONDITIONS]
+    x = np.arange(len(conditions)) + (i - (n - 1) / 2) * 0.8 / n
+    d = [row["accuracy"][c] for c in conditions]
     ax.errorbar(x, [v["mean"] for v in d], yerr=[v["se"] or 0 for v in d],
                 fmt="o", capsize=3,
                 label=f"{LABELS[m]} ({len(row['seeds'])} paired seeds)")
   ax.axhline(0, color="k", lw=0.8)
-  ax.set_xticks(np.arange(len(CONDITIONS)),
-                [CONDITION_TITLES[c] for c in CONDITIONS])
+  ax.set_xticks(np.arange(len(conditions)),
+                [CONDITION_TITLES[c] for c in conditions])
   ax.set_ylabel("minus baseline (points), mean ± SE")
   ax.set_title("Paired difference against the baseline")
   ax.legend(fontsize=8)
@@ -705,11 +937,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     zip_path = None if args.data_dir else args.zip
     npz_path = prepare_data(zip_path, args.data_dir, args.cache_dir,
                             args.train_subset)
+    pool_path = (prepare_pool(zip_path, args.data_dir, args.cache_dir,
+                              args.train_subset) if args.pool else None)
     # Seed-major order: every method gets its first seed before any gets a
     # second, so a grid cut short still compares all methods.
     for seed in seeds:
       for method in methods:
-        run_one(args, method, seed, npz_path, command)
+        run_one(args, method, seed, npz_path, command, pool_path)
         summarize(args.out)
   summarize(args.out)
 

@@ -7,6 +7,7 @@ import dataclasses
 import os
 
 from train import data
+from train import device_data
 from train import grain_data
 from train.config import Config
 
@@ -14,7 +15,8 @@ from train.config import Config
 def open_data(cfg: Config) -> data.Source:
   """The dataset through the loader `cfg.loader` asks for.
 
-  `memory` decodes everything into RAM; `grain` reads an image folder batch
+  `memory` decodes everything into RAM; `device` also puts the training
+  images on the devices (`device_data`); `grain` reads an image folder batch
   by batch (`grain_data`), by the recipe `--crop` names or the data's size
   implies; `auto` takes Grain for an image folder above
   `--loader-memory-gb` decoded, or for `--crop resized`, which only Grain
@@ -22,14 +24,16 @@ def open_data(cfg: Config) -> data.Source:
   `--val-split`, part of the training images is held out for validation
   (`data.validation_split`).
   """
+  if cfg.loader == "device":
+    return device_data.source(*_load(cfg))
   if cfg.dataset != "imagefolder" or cfg.loader == "memory":
-    return _in_memory(cfg)
+    return data.in_memory(*_load(cfg))
   if not os.path.isdir(cfg.data_dir or ""):
     data.load(cfg.dataset, cfg.data_dir)  # raises, naming the layout
   files = data.scan_imagefolder(cfg.data_dir)
   if (cfg.loader == "auto" and cfg.crop != "resized"
       and grain_data.decoded_bytes(files) <= cfg.loader_memory_gb * 2**30):
-    return _in_memory(cfg)
+    return data.in_memory(*_load(cfg))
   val = None
   if cfg.val_split:
     train, held = data.validation_split(files.train_labels, cfg.val_split)
@@ -42,7 +46,7 @@ def open_data(cfg: Config) -> data.Source:
   return grain_data.source(files, recipe, cfg.workers, val=val)
 
 
-def _in_memory(cfg: Config) -> data.Source:
+def _load(cfg: Config):
+  """The dataset in memory, and the held-out validation set (or None)."""
   ds = data.load(cfg.dataset, cfg.data_dir)
-  return data.hold_out(ds, cfg.val_split) if cfg.val_split else (
-      data.in_memory(ds))
+  return data.hold_out(ds, cfg.val_split) if cfg.val_split else (ds, None)

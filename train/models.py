@@ -1,5 +1,6 @@
 """Flax NNX ResNets: CIFAR-style ResNet-20/32/56, ImageNet-style 18/34/50, and
-the pre-activation ResNet-18 of the CutMix/MixUp CIFAR literature.
+the pre-activation ResNet-18 of the CutMix/MixUp CIFAR literature; and the
+registry of every model, the Vision Transformers of `train/vit.py` included.
 
 All models take NHWC float images and a `train` flag that switches BatchNorm
 between batch statistics (train) and running averages (eval). `dtype` is the
@@ -16,6 +17,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from train import vit
 
 # PyTorch's BatchNorm defaults (momentum 0.1 there is 0.9 here), which the
 # ResNet papers' recipes were tuned with.
@@ -206,7 +209,14 @@ MODELS = {
     "resnet34": _Spec(BasicBlock, (3, 4, 6, 3), 64),
     "resnet50": _Spec(Bottleneck, (3, 4, 6, 3), 64),
     "preact_resnet18": _Spec(PreActBlock, (2, 2, 2, 2), 64),
+    **vit.PRESETS,
 }
+
+
+def family(name: str) -> str:
+  """'vit' or 'resnet': which recipe (optimiser, schedule) a model trains
+  with by default."""
+  return "vit" if name in vit.PRESETS else "resnet"
 
 
 def create_model(
@@ -219,17 +229,19 @@ def create_model(
     axis_name: Optional[str] = None,
     dtype: str = "float32",
     seed: int = 0,
-) -> ResNet:
-  """Builds a ResNet by name (see `MODELS`).
+) -> nnx.Module:
+  """Builds a ResNet or a ViT by name (see `MODELS`).
 
   Args:
     name: one of `MODELS`.
     num_classes: number of classes.
     in_channels: image channels.
     image_size: the smaller image side; ImageNet-style nets use the small
-      3x3 stem below 64 pixels, as is usual for CIFAR.
-    width: first-stage channels; None for the model's standard width.
-    axis_name: BatchNorm's `pmap` axis, or None.
+      3x3 stem below 64 pixels, as is usual for CIFAR. A ViT takes square
+      images of this side.
+    width: first-stage channels (a ViT's token width); None for the
+      model's standard width.
+    axis_name: BatchNorm's `pmap` axis, or None (a ViT has no BatchNorm).
     dtype: the computation dtype, "float32" or "bfloat16".
     seed: the initialisation seed.
 
@@ -238,6 +250,10 @@ def create_model(
   """
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}.")
+  if family(name) == "vit":
+    return vit.create(name, num_classes, in_channels=in_channels,
+                      image_size=image_size, width=width, dtype=dtype,
+                      seed=seed)
   spec = MODELS[name]
   return ResNet(
       spec.block, spec.stage_sizes, num_classes, in_channels=in_channels,

@@ -7,7 +7,8 @@ under `jax.jit` over a mesh and under `jax.pmap`, and checkpoints as is.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+import functools
+from typing import Any, Callable, Optional, Union
 
 import cutmix_jax
 import jax
@@ -18,6 +19,7 @@ from flax import nnx
 from jax import lax
 
 State = dict[str, Any]
+Targets = Union[jax.Array, cutmix_jax.KWayLabels]
 
 
 def random_crop_flip(
@@ -74,7 +76,9 @@ def augment(
     std: np.ndarray,
     groups: int = 1,
     axis_name: Optional[str] = None,
-) -> tuple[jax.Array, jax.Array]:
+    targets: Optional[str] = None,
+    with_params: bool = False,
+) -> tuple[jax.Array, ...]:
   """Normalise, crop and flip, then `cfg.aug` from `cutmix_jax`.
 
   Args:
@@ -89,11 +93,17 @@ def augment(
       pairs are then formed inside each device's block, so no image moves.
     axis_name: under `pmap`, the mapped axis, so each device draws its own
       crops and boxes from the same replicated key.
+    targets: 'kway' or 'dense'; default `cfg.targets`.
+    with_params: for `--aug transmix`, also return the draw, whose label
+      weights the train step then sets from the model's attention.
 
   Returns:
-    `(images, targets)`: float32 images and float32 soft targets
-    `[batch, num_classes]`.
+    `(images, targets)`: float32 images, and `cutmix_jax.KWayLabels` or
+    float32 soft targets `[batch, num_classes]` (for transmix always dense:
+    the area-weighted ones of the switch); with `with_params`,
+    `(images, targets, params)`.
   """
+  targets = targets or cfg.targets
   k_crop, k_mix = jax.random.split(key)
   if axis_name is not None:
     k_crop = jax.random.fold_in(k_crop, lax.axis_index(axis_name))
@@ -102,7 +112,8 @@ def augment(
     # Cropping after normalisation pads with the mean colour (zero).
     x = random_crop_flip(k_crop, x, cfg.crop_pad, cfg.flip)
   common = dict(num_classes=num_classes, label_smoothing=cfg.label_smoothing,
-                prob=cfg.prob, mode=cfg.mode, axis_name=axis_name)
+                prob=cfg.prob, mode=cfg.mode, axis_name=axis_name,
+                targets=targets)
   if cfg.aug == "cutmix":
     return cutmix_jax.cutmix(k_mix, x, labels, alpha=cfg.alpha, groups=groups,
                              **common)
@@ -113,29 +124,62 @@ def augment(
     return cutmix_jax.mix(
         k_mix, x, labels, mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.alpha,
         switch_prob=cfg.switch_prob, groups=groups, **common)
+  if cfg.aug == "transmix":
+    # The switch's draw, as `mix` makes it from the same key.
+    params = cutmix_jax.sample_mix(
+        k_mix, x.shape[0], x.shape[1], x.shape[2],
+        mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.alpha,
+        switch_prob=cfg.switch_prob, prob=cfg.prob, mode=cfg.mode,
+        groups=groups, axis_name=axis_name)
+    x = cutmix_jax.apply_params(params, x)
+    targets = cutmix_jax.mix_labels(params, labels, num_classes=num_classes,
+                                    label_smoothing=cfg.label_smoothing)
+    return (x, targets, params) if with_params else (x, targets)
   if cfg.aug == "cutout":
     # Zero after normalisation fills with the dataset mean, as in the paper.
     x = cutmix_jax.cutout(k_mix, x, size=cfg.cutout_size, prob=cfg.prob,
                           mode=cfg.mode, axis_name=axis_name)
-  targets = cutmix_jax.one_hot(labels, num_classes,
+  if targets == "kway":
+    return x, cutmix_jax.KWayLabels(labels[:, None], num_classes=num_classes,
+                                    label_smoothing=cfg.label_smoothing)
+  return x, cutmix_jax.one_hot(labels, num_classes,
                                label_smoothing=cfg.label_smoothing)
-  return x, targets
+
+
+def mixed_loss(logits: jax.Array, targets: Targets) -> jax.Array:
+  """Softmax cross-entropy per example, for either kind of `augment` target."""
+  if isinstance(targets, cutmix_jax.KWayLabels):
+    return cutmix_jax.softmax_cross_entropy_kway(logits, targets)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+# A ViT's parameters that are not decayed although not 1-D (timm's
+# `no_weight_decay`).
+_NO_DECAY = ("cls_token", "pos_embed")
 
 
 def decay_mask(params):
-  """True for conv and linear kernels; BatchNorm scales/biases and linear
-  biases (all 1-D) are not decayed."""
-  return jax.tree.map(lambda p: p.ndim > 1, params)
+  """True for conv and linear kernels; BatchNorm and LayerNorm scales and
+  biases and linear biases (all 1-D), and a ViT's class token and position
+  embeddings, are not decayed."""
+  def decayed(path, p):
+    names = {str(getattr(k, "key", k)) for k in path}
+    return p.ndim > 1 and not names & set(_NO_DECAY)
+  return jax.tree_util.tree_map_with_path(decayed, params)
 
 
 def make_optimizer(
     cfg, steps_per_epoch: int, total_steps: int
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """SGD (momentum 0.9, Nesterov) with masked weight decay and warmup.
+  """SGD or AdamW (`cfg.optimizer`) with masked weight decay and warmup.
+
+  Options left at None take the model family's recipe
+  (`Config.with_recipe`).
 
   Returns:
     The optimiser and its learning-rate schedule.
   """
+  cfg = cfg.with_recipe()
   warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total_steps - 1)
   if cfg.schedule == "cosine":
     schedule = optax.warmup_cosine_decay_schedule(
@@ -148,10 +192,15 @@ def make_optimizer(
   parts = []
   if cfg.grad_clip:
     parts.append(optax.clip_by_global_norm(cfg.grad_clip))
-  # Decay before the SGD update: PyTorch's coupled L2, which the ResNet and
-  # CutMix recipes use.
-  parts.append(optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask))
-  parts.append(optax.sgd(schedule, momentum=0.9, nesterov=True))
+  if cfg.optimizer == "adamw":
+    # Decoupled decay, scaled by the schedule (PyTorch's AdamW, as DeiT).
+    parts.append(optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8,
+                             weight_decay=cfg.weight_decay, mask=decay_mask))
+  else:
+    # Decay before the SGD update: PyTorch's coupled L2, which the ResNet
+    # and CutMix recipes use.
+    parts.append(optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask))
+    parts.append(optax.sgd(schedule, momentum=0.9, nesterov=True))
   return optax.chain(*parts), schedule
 
 
@@ -165,6 +214,7 @@ def schedule_warnings(cfg, steps_per_epoch: float, total_steps: int
     steps_per_epoch: optimiser updates per epoch.
     total_steps: optimiser updates of the whole run.
   """
+  cfg = cfg.with_recipe()
   asked = int(cfg.warmup_epochs * steps_per_epoch)
   warmup = min(asked, total_steps - 1)
   flag = f"--warmup-epochs {cfg.warmup_epochs:g}"
@@ -204,17 +254,33 @@ def init_state(model: nnx.Module, tx) -> tuple[nnx.GraphDef, State]:
   return graphdef, state
 
 
+def make_relabel(cfg, model: nnx.Module, num_classes: int
+                 ) -> Optional[Callable]:
+  """For `--aug transmix`, `(params, labels, attention) -> targets`: the
+  labels of the draw reweighed by the ViT's attention; None otherwise."""
+  if cfg.aug != "transmix":
+    return None
+  return functools.partial(
+      cutmix_jax.transmix_labels, patch_size=model.patch_size,
+      num_classes=num_classes, label_smoothing=cfg.label_smoothing)
+
+
 def make_train_step(
-    graphdef, tx, augment_fn: Callable, axis_name: Optional[str] = None
+    graphdef, tx, augment_fn: Callable, axis_name: Optional[str] = None,
+    relabel: Optional[Callable] = None,
 ) -> Callable:
   """The train step `(state, images, labels, root_key) -> (state, metrics)`.
 
   Args:
     graphdef: the model's static graph (from `init_state`).
     tx: the optimiser.
-    augment_fn: `(key, images, labels) -> (images, targets)`.
+    augment_fn: `(key, images, labels) -> (images, targets)`, with targets
+      as `mixed_loss` takes them.
     axis_name: under `pmap`, the axis to average gradients and the loss over
       (BatchNorm averages its statistics itself, via its own `axis_name`).
+    relabel: TransMix's `make_relabel`: the targets then come from the draw
+      (`augment_fn(..., with_params=True)`) and the attention of the same
+      forward pass that gives the logits.
 
   Returns:
     The unjitted step function.
@@ -222,12 +288,20 @@ def make_train_step(
 
   def train_step(state, images, labels, root_key):
     key = jax.random.fold_in(root_key, state["step"])
-    x, targets = augment_fn(key, images, labels)
+    if relabel is None:
+      x, targets = augment_fn(key, images, labels)
+    else:
+      x, _, params = augment_fn(key, images, labels, with_params=True)
 
-    def loss_fn(params):
-      model = nnx.merge(graphdef, params, state["batch_stats"])
-      logits = model(x, train=True)
-      loss = optax.softmax_cross_entropy(logits, targets).mean()
+    def loss_fn(p):
+      model = nnx.merge(graphdef, p, state["batch_stats"])
+      if relabel is None:
+        logits = model(x, train=True)
+        loss = mixed_loss(logits, targets).mean()
+      else:
+        logits, attention = model(x, train=True, return_attention=True)
+        y = relabel(params, labels, attention)
+        loss = optax.softmax_cross_entropy(logits, y).mean()
       return loss, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -269,6 +343,16 @@ def init_ema(state: State) -> State:
       jnp.copy, {k: state[k] for k in ("params", "batch_stats")}))
 
 
+def make_logits_fn(graphdef, mean, std) -> Callable:
+  """`(state, images) -> logits` of the model in eval mode, on raw images."""
+
+  def logits_fn(state, images):
+    model = nnx.merge(graphdef, state["params"], state["batch_stats"])
+    return model((images.astype(jnp.float32) - mean) / std, train=False)
+
+  return logits_fn
+
+
 def make_eval_step(
     graphdef, mean, std, axis_name: Optional[str] = None, top5: bool = False
 ) -> Callable:
@@ -279,11 +363,10 @@ def make_eval_step(
   whose label is among the 5 largest logits ('correct5'). Only
   `state['params']` and `state['batch_stats']` are read.
   """
+  logits_fn = make_logits_fn(graphdef, mean, std)
 
   def eval_step(state, images, labels, mask):
-    model = nnx.merge(graphdef, state["params"], state["batch_stats"])
-    x = (images.astype(jnp.float32) - mean) / std
-    logits = model(x, train=False)
+    logits = logits_fn(state, images)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     sums = {
         "loss": jnp.sum(jnp.where(mask, loss, 0.0)),

@@ -18,7 +18,9 @@ import optax
 import tqdm
 
 from train import checkpoints
+from train import config
 from train import data
+from train import device_data
 from train import distributed
 from train import loaders
 from train import metrics
@@ -34,7 +36,9 @@ from train.distributed import Parallel
 _RESUMABLE_FIELDS = ("workdir", "data_dir", "progress", "log_every",
                      "ckpt_every", "ckpt_minutes", "ckpt_keep", "eval_every",
                      "eval_batch_size", "workers", "loader_memory_gb",
-                     "tensorboard", "compilation_cache")
+                     "tensorboard", "compilation_cache",
+                     # The same loss to float rounding.
+                     "targets")
 # How the processes of a run find each other: not part of the run, so not
 # saved in config.json (a resume may use other addresses).
 _LAUNCH_FIELDS = ("distributed", "coordinator_address", "num_processes",
@@ -71,6 +75,8 @@ class Trainer:
       `train_step`.
     schedule: the learning-rate schedule, a function of the update count.
     grad_accum: steps per update (`--grad-accum`).
+    step_fn: `train_step` before jit or pmap (`--loader device` compiles
+      its own around it).
   """
 
   graphdef: Any
@@ -80,6 +86,7 @@ class Trainer:
   augment_fn: Any
   schedule: Any
   grad_accum: int = 1
+  step_fn: Any = None
 
   def lr_at(self, step: int) -> float:
     """The learning rate that global step `step` (1-based) used: that of
@@ -116,16 +123,17 @@ def build(
   augment_fn = functools.partial(
       steps.augment, cfg=cfg, num_classes=num_classes, mean=mean, std=std,
       groups=par.n if axis_name is None else 1, axis_name=axis_name)
-  train_step = steps.make_train_step(graphdef, tx, augment_fn, axis_name)
+  relabel = steps.make_relabel(cfg, model, num_classes)
+  step_fn = steps.make_train_step(graphdef, tx, augment_fn, axis_name, relabel)
   if cfg.ema_decay:
     state = steps.init_ema(state)
-    train_step = steps.with_ema(train_step, cfg.ema_decay)
+    step_fn = steps.with_ema(step_fn, cfg.ema_decay)
   train_step, eval_step = par.compile(
-      train_step,
+      step_fn,
       steps.make_eval_step(graphdef, mean, std, axis_name,
                            top5=num_classes >= 100))
   return Trainer(graphdef, state, train_step, eval_step, augment_fn, schedule,
-                 k)
+                 k, step_fn)
 
 
 def _check_workdir_path(workdir: str) -> None:
@@ -154,11 +162,13 @@ def _check_workdir_config(workdir: str, cfg: Config, write: bool = True
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-    # A setting added since the run was saved had its default then, except
-    # that the Grain loader always did what is now --crop resized.
-    legacy = dict(crop="resized" if saved.get("loader") == "grain" else None)
-    saved = {k: saved[k] if k in saved else legacy.get(
-        k, getattr(Config, k, None)) for k in current}
+    # A setting added since the run was saved had its default then (or the
+    # value it stands for, in `BEFORE_ADDED`; the Grain loader always did
+    # what is now --crop resized).
+    before = dict(config.BEFORE_ADDED,
+                  crop="resized" if saved.get("loader") == "grain" else None)
+    saved = {k: saved.get(k, before.get(k, getattr(Config, k, None)))
+             for k in current}
     diff = [k for k in current if k not in _RESUMABLE_FIELDS
             and saved[k] != current[k]]
     if diff:
@@ -313,6 +323,9 @@ def train_and_evaluate(
 
   t = build(step_cfg, par, src.num_classes, src.image_shape, src.mean, src.std,
             steps_per_epoch, total_steps)
+  if src.loader == "device":
+    # Each step gathers its batch from the images on the devices.
+    t = device_data.bind(t, src, par)
   state = t.state
 
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"),
@@ -360,7 +373,8 @@ def train_and_evaluate(
     # device draws its own boxes, so the picture is representative only).
     x0, y0 = next(iter(src.train_batches(cfg.batch_size, cfg.seed, 0, 1,
                                          train_rows)))
-    grid_fn = functools.partial(t.augment_fn, groups=par.n, axis_name=None)
+    grid_fn = functools.partial(t.augment_fn, groups=par.n, axis_name=None,
+                                targets="dense")
     key0 = jax.random.fold_in(root_key, 0)
     if cfg.parallel == "jit":
       # The global batch, as the train step sees it; process 0 draws its

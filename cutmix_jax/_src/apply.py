@@ -1,8 +1,8 @@
 """Applying any draw to a batch-major array of pixels.
 
-`apply_params` dispatches on the draw's type while tracing: a box draw
-(`MixParams`), a mask draw (`MaskParams`) or a cuboid draw (`CuboidParams`).
-The pixel work is one elementwise expression over the batch: the box test is
+`apply_params` works for every draw type through the draw protocol
+(`params._Draw`): the draw's `region` says where each sample takes another
+source, its `possible_ops` what it takes there. The pixel work is one elementwise expression over the batch: the box test is
 four comparisons of coordinate iotas against per-sample bounds
 (`boxes.broadcast_mask`), and the result is a `jnp.where`. XLA fuses it into a
 single loop that reads each sample and its partner once and writes the output
@@ -19,14 +19,13 @@ import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
-from cutmix_jax._src import boxes
 from cutmix_jax._src import pairing
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import sharding
 from cutmix_jax._src import validation
-from cutmix_jax._src.params import CuboidParams, MaskParams, Op, Resize
+from cutmix_jax._src.params import Op, Resize
+from cutmix_jax._src.typing import ArrayLike
 
-ArrayLike = jax.typing.ArrayLike
 
 
 def _spatial_view(x: jax.Array, h_axis: int):
@@ -166,18 +165,11 @@ def _fill_row(fill, x, h_axis, *, folded):
   return fill.reshape(-1) if folded else fill
 
 
-def _apply_box(params, x, h_axis, fill_value, resize):
-  """`apply_params` for a `MixParams`: each sample by its op."""
-  height, width = x.shape[h_axis], x.shape[h_axis + 1]
-  if params.height is not None and (height, width) != (
-      params.height,
-      params.width,
-  ):
-    raise ValueError(
-        f"x has spatial size {(height, width)} ({validation.describe(x)}) "
-        "but params were drawn for "
-        f"{(params.height, params.width)}."
-    )
+def _apply(params, x, h_axis, t_axis, fill_value, resize):
+  """Each sample by its op: the partner (CutMix), a fill (Cutout) or the
+  resized partner (ResizeMix) inside its region, selected or, for a soft
+  region, blended; MixUp samples blended whole."""
+  params.check_spatial(x, h_axis, t_axis)
   ops = params.possible_ops
   if Op.RESIZEMIX in ops:
     validation.check_choice(resize, "resize", params_lib.RESIZES)
@@ -185,20 +177,17 @@ def _apply_box(params, x, h_axis, fill_value, resize):
       raise TypeError("x of dtype bool needs resize='nearest' for ResizeMix.")
   if Op.MIXUP in ops and x.dtype == jnp.bool_:
     raise TypeError("x of dtype bool cannot be blended by MixUp.")
-
-  # Resizing needs the true layout; the other ops run on a folded view.
-  if Op.RESIZEMIX in ops:
-    view, view_h_axis, col_scale = x, h_axis, 1
-  else:
+  if params.foldable:
     view, view_h_axis, col_scale = _spatial_view(x, h_axis)
-  honoured = params_lib.honoured(params)
-  op, box, lam = honoured.op, honoured.box, honoured.lam
-  in_box = boxes.broadcast_mask(box, view.shape, view_h_axis,
-                                col_scale=col_scale)
-  op = _per_sample(op, view.ndim)
+  else:
+    view, view_h_axis, col_scale = x, h_axis, 1
+  honoured = params.honoured()
+  region = honoured.region(view.shape, view_h_axis, t_axis=t_axis,
+                           col_scale=col_scale)
+  op = _per_sample(honoured.op, view.ndim)
   needs_partner = any(o in ops for o in (Op.CUTMIX, Op.MIXUP, Op.RESIZEMIX))
   partner = pairing.partner_rows(params, view) if needs_partner else None
-  # What each sample takes inside its box, chosen per sample by its op.
+  # What each sample takes inside its region, chosen per sample by its op.
   pasted = None
   for box_op in (Op.CUTMIX, Op.RESIZEMIX, Op.CUTOUT):
     if box_op not in ops:
@@ -206,64 +195,26 @@ def _apply_box(params, x, h_axis, fill_value, resize):
     if box_op == Op.CUTMIX:
       value = partner
     elif box_op == Op.RESIZEMIX:
-      value = _resize_into_box(partner, box, view_h_axis, resize)
+      value = _resize_into_box(partner, honoured.box, view_h_axis, resize)
     else:
       value = _fill_row(jnp.asarray(fill_value), x, h_axis,
                         folded=view is not x)
     pasted = value if pasted is None else jnp.where(op == box_op, value, pasted)
-  out = view if pasted is None else jnp.where(in_box, pasted, view)
+  if pasted is None:
+    out = view
+  elif region.dtype == jnp.bool_:
+    out = jnp.where(region, pasted, view)
+  else:  # a soft region blends `own + m * (pasted - own)` in float32
+    if x.dtype == jnp.bool_:
+      raise TypeError("x of dtype bool cannot be blended by a soft mask.")
+    compute = jnp.promote_types(x.dtype, jnp.float32)
+    own = view.astype(compute)
+    out = _cast_back(
+        own + region.astype(compute) * (pasted.astype(compute) - own),
+        x.dtype)
   if Op.MIXUP in ops:
-    out = jnp.where(op == Op.MIXUP, _blend(view, partner, lam), out)
+    out = jnp.where(op == Op.MIXUP, _blend(view, partner, honoured.lam), out)
   return sharding.reshape(out, x.shape) if out.shape != x.shape else out
-
-
-def _apply_mask(params, x, h_axis):
-  """`apply_params` for a `MaskParams`: a select for a bool mask, a blend
-  `own + m * (partner - own)` in float32 for a float one."""
-  batch, height, width = x.shape[0], x.shape[h_axis], x.shape[h_axis + 1]
-  if params.mask.shape[1:] != (height, width):
-    raise ValueError(
-        f"x has spatial size {(height, width)} ({validation.describe(x)}) "
-        "but the masks are "
-        f"{tuple(params.mask.shape[1:])}."
-    )
-  shape = (batch,) + (1,) * (h_axis - 1) + (height, width)
-  mask = params_lib.honoured(params).mask
-  mask = mask.reshape(shape + (1,) * (x.ndim - len(shape)))
-  partner = pairing.partner_rows(params, x)
-  if params.mask.dtype == jnp.bool_:
-    return jnp.where(mask, partner, x)
-  if x.dtype == jnp.bool_:
-    raise TypeError("x of dtype bool cannot be blended by a soft mask.")
-  compute = jnp.promote_types(x.dtype, jnp.float32)
-  own = x.astype(compute)
-  return _cast_back(
-      own + mask.astype(compute) * (partner.astype(compute) - own), x.dtype)
-
-
-def _apply_cuboid(params, x, h_axis, t_axis):
-  """`apply_params` for a `CuboidParams`: the partner inside the box on the
-  cuboid's frames only."""
-  height, width = x.shape[h_axis], x.shape[h_axis + 1]
-  if (x.shape[t_axis], height, width) != (
-      params.length, params.height, params.width
-  ):
-    raise ValueError(
-        f"x has (time, height, width) {(x.shape[t_axis], height, width)} "
-        f"({validation.describe(x)}) but the cuboid was "
-        f"drawn for {(params.length, params.height, params.width)}."
-    )
-  honoured = params_lib.honoured(params)
-  # Small factors, broadcast only inside the fused select: the box as
-  # [batch, .., height, 1, ..] & [batch, .., 1, width, ..] and the frames as
-  # [batch, .., time, ..].
-  in_box = boxes.broadcast_mask(honoured.box, x.shape, h_axis)
-  time_shape = [x.shape[0]] + [1] * (x.ndim - 1)
-  time_shape[t_axis] = params.length
-  frames = lax.broadcasted_iota(jnp.int32, time_shape, t_axis)
-  time = honoured.time.reshape((-1,) + (1,) * (x.ndim - 1) + (2,))
-  inside = in_box & (frames >= time[..., 0]) & (frames < time[..., 1])
-  return jnp.where(inside, pairing.partner_rows(params, x), x)
 
 
 def apply_params(
@@ -331,17 +282,16 @@ def apply_params(
   True
   """
   x = jnp.asarray(x)
-  cuboid = isinstance(params, CuboidParams)
+  if not isinstance(params, params_lib.DRAW_TYPES):
+    params_lib.check(params, 0, "x")
   if layout is None:
-    layout = "NTHWC" if cuboid else "NHWC"
-  if cuboid and (not isinstance(layout, str) or "T" not in layout):
+    layout = params.default_layout
+  if params.needs_time and (not isinstance(layout, str) or "T" not in layout):
     raise ValueError(
-        f"layout {layout!r} has no time axis 'T', but a CuboidParams pastes "
-        "over a range of frames and needs one (for example 'NTHWC').")
+        f"layout {layout!r} has no time axis 'T', but a "
+        f"{type(params).__name__} pastes over a range of frames and needs one "
+        "(for example 'NTHWC').")
   batch, _, _, h_axis = validation.check_images(x, layout, "x")
   params_lib.check(params, batch, "x")
-  if isinstance(params, MaskParams):
-    return _apply_mask(params, x, h_axis)
-  if cuboid:
-    return _apply_cuboid(params, x, h_axis, layout.index("T"))
-  return _apply_box(params, x, h_axis, fill_value, resize)
+  t_axis = layout.index("T") if params.needs_time else None
+  return _apply(params, x, h_axis, t_axis, fill_value, resize)

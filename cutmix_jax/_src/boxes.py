@@ -25,8 +25,8 @@ from jax import lax
 
 from cutmix_jax._src import prng
 from cutmix_jax._src import validation
+from cutmix_jax._src.typing import ArrayLike
 
-ArrayLike = jax.typing.ArrayLike
 
 
 def span(bits: jax.Array, cut: jax.Array, size: int,
@@ -153,15 +153,23 @@ def box_area(box: ArrayLike) -> jax.Array:
 def lam_from_box(box: ArrayLike, height: int, width: int) -> jax.Array:
   """The own-label weight: the fraction of pixels outside the pasted boxes.
 
-  Computed as `kept_pixels * float32(1 / (height * width))`: XLA rewrites a
-  division by a constant into this product under `jit` but not in eager
-  mode, so writing the product keeps eager, `jit` and `vmap` bit-identical.
+  Computed as `kept_fraction(kept_pixels, height * width)`.
 
   >>> float(lam_from_box(jnp.array([0, 0, 2, 4]), 4, 4))  # 8 of 16 pasted
   0.5
   """
-  kept = height * width - box_area(box)
-  return kept.astype(jnp.float32) * jnp.float32(1.0 / (height * width))
+  return kept_fraction(height * width - box_area(box), height * width)
+
+
+def kept_fraction(kept: jax.Array, total: int) -> jax.Array:
+  """λ from a count: `kept * float32(1 / total)`, in float32.
+
+  One product, not a division: XLA rewrites a division by a constant into
+  this product under `jit` but not in eager mode, so writing the product
+  keeps eager, `jit` and `vmap` bit-identical. Every λ recomputed from the
+  region actually pasted (boxes, masks, cuboids) is this formula.
+  """
+  return jnp.asarray(kept).astype(jnp.float32) * jnp.float32(1.0 / total)
 
 
 def broadcast_mask(box: jax.Array, shape: Sequence[int], h_axis: int, *,

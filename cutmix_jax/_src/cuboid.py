@@ -14,16 +14,17 @@ import jax.numpy as jnp
 from cutmix_jax._src import beta
 from cutmix_jax._src import boxes
 from cutmix_jax._src import compiled
-from cutmix_jax._src import pairing as pairing_lib
+from cutmix_jax._src import options
+from cutmix_jax._src import plan as plan_lib
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import validation
 from cutmix_jax._src.params import CuboidParams, Mode, Op, Pairing, Placement
+from cutmix_jax._src.typing import ArrayLike, AxisName
 
-ArrayLike = jax.typing.ArrayLike
 
 
 @compiled.compiled
-@pairing_lib.with_common_args
+@options.with_common_args
 def sample_cutmix_cuboid(
     key: jax.Array,
     batch_size: int,
@@ -37,7 +38,7 @@ def sample_cutmix_cuboid(
     pairing: Pairing = "flip",
     groups: int = 1,
     placement: Placement = "official",
-    axis_name: pairing_lib.AxisName = None,
+    axis_name: AxisName = None,
     invariant: bool = False,
 ) -> CuboidParams:
   """Draws space-time CutMix cuboids for video clips.
@@ -71,14 +72,13 @@ def sample_cutmix_cuboid(
   validation.check_choice(placement, "placement", params_lib.PLACEMENTS)
   validation.check_positive(alpha, "alpha")
   lam_rows = beta.rows_needed(alpha)
-  plan, active, words = pairing_lib.draw(
+  plan, active, words = plan_lib.draw(
       key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
       axis_name=axis_name, invariant=invariant,
-      rows=[pairing_lib.BOX_ROW + r for r in range(3)]
-      + [pairing_lib.LAM_ROW + r for r in lam_rows])
-  bits = words[:3]
-  lam = beta.lam_from_words(words[3:], alpha,
-                            plan.retry_key(pairing_lib.RETRY_FIRST),
+      parts={"box": range(3), "cut_lam": lam_rows})
+  bits = words["box"]
+  lam = beta.lam_from_words(words["cut_lam"], alpha,
+                            plan.retry_key(plan_lib.RETRY_FIRST),
                             col_offset=plan.col_offset)
   ratio = jnp.cbrt(1.0 - lam)
   spans = [
@@ -93,7 +93,7 @@ def sample_cutmix_cuboid(
                   0)
   volume = length * height * width
   cut = jnp.maximum(time[:, 1] - time[:, 0], 0) * boxes.box_area(box)
-  kept_fraction = (volume - cut).astype(jnp.float32) * jnp.float32(1 / volume)
+  kept_fraction = boxes.kept_fraction(volume - cut, volume)
   if not validation.is_static_number(alpha):
     # A traced α <= 0 has no λ to draw; let the NaN show, as elsewhere.
     kept_fraction = jnp.where(jnp.isnan(plan.per_sample(lam)), jnp.nan, kept_fraction)

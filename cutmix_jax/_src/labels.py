@@ -10,8 +10,8 @@ import jax.numpy as jnp
 from cutmix_jax._src import pairing
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import validation
+from cutmix_jax._src.typing import ArrayLike
 
-ArrayLike = jax.typing.ArrayLike
 
 
 def _check_smoothing(label_smoothing) -> None:
@@ -108,8 +108,10 @@ def mix_labels(
     labels: integer ids `[batch]` (needs `num_classes`) or float targets
       `[batch, num_classes]`: one-hot, soft or multi-hot, mixed linearly.
     num_classes: number of classes, for integer labels.
-    label_smoothing: timm's smoothing `s`, applied before mixing: one-hot
-      rows become `off = s / K`, `on = 1 - s + s / K`. May be traced.
+    label_smoothing: timm's smoothing `s` in [0, 1], applied before mixing:
+      one-hot rows become `off = s / K`, `on = 1 - s + s / K`. May be
+      traced; a traced `s` is not range-checked, and outside [0, 1] this map
+      gives targets outside [0, 1] (a row still sums to 1), NaN gives NaN.
 
   Returns:
     float `[batch, num_classes]` targets (float32, or wider for wider input).

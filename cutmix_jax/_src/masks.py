@@ -17,12 +17,13 @@ import jax.numpy as jnp
 from cutmix_jax._src import beta
 from cutmix_jax._src import boxes
 from cutmix_jax._src import compiled
-from cutmix_jax._src import pairing as pairing_lib
+from cutmix_jax._src import options
+from cutmix_jax._src import plan as plan_lib
 from cutmix_jax._src import prng
 from cutmix_jax._src import validation
 from cutmix_jax._src.params import MaskParams, Mode, Op, Pairing
+from cutmix_jax._src.typing import ArrayLike, AxisName
 
-ArrayLike = jax.typing.ArrayLike
 
 
 def _finish(plan, active, masks, taken):
@@ -35,9 +36,8 @@ def _finish(plan, active, masks, taken):
   mask = masks[plan.draw]
   mask = jnp.where(active[:, None, None], mask, jnp.zeros((), mask.dtype))
   height, width = mask.shape[1:]
-  # As `lam_from_box`: one product, so eager, jit and vmap round alike.
-  lam = (height * width - taken.astype(jnp.float32)) * jnp.float32(
-      1.0 / (height * width))
+  lam = boxes.kept_fraction(height * width - taken.astype(jnp.float32),
+                            height * width)
   return MaskParams(
       lam=jnp.where(active, plan.per_sample(lam), 1.0),
       mask=mask,
@@ -49,7 +49,7 @@ def _finish(plan, active, masks, taken):
 
 
 @compiled.compiled
-@pairing_lib.with_common_args
+@options.with_common_args
 def sample_multibox(
     key: jax.Array,
     batch_size: int,
@@ -64,7 +64,7 @@ def sample_multibox(
     mode: Mode = "batch",
     pairing: Pairing = "flip",
     groups: int = 1,
-    axis_name: pairing_lib.AxisName = None,
+    axis_name: AxisName = None,
     invariant: bool = False,
 ) -> MaskParams:
   """Draws multi-box CutMix masks with random areas and aspect ratios.
@@ -119,13 +119,13 @@ def sample_multibox(
     if aspect_range[0] <= 0:
       raise ValueError(f"aspect_range must be > 0, got {aspect_range!r}.")
 
-  # Rows from 2 (after 'apply' and 'switch'): per box the area, the aspect
-  # and the position's two coordinates, as [4, num_draws, n_boxes].
-  plan, active, words = pairing_lib.draw(
+  # Per box the area, the aspect and the position's two coordinates, as
+  # [4, num_draws, n_boxes].
+  plan, active, words = plan_lib.draw(
       key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
       axis_name=axis_name, invariant=invariant,
-      rows=range(2, 2 + 4 * n_boxes))
-  u = prng.uniform(words).reshape(4, n_boxes, -1).transpose(0, 2, 1)
+      parts={"box": range(4 * n_boxes)})
+  u = prng.uniform(words["box"]).reshape(4, n_boxes, -1).transpose(0, 2, 1)
   draw_boxes = boxes.multibox(u, height, width, area_range=area_range,
                               aspect_range=aspect_range)
   masks = boxes.box_mask(draw_boxes, height, width).any(1)
@@ -146,7 +146,7 @@ def _fourier_noise(plan, height, width, decay_power):
   fx = jnp.fft.rfftfreq(width)[None, :]
   freqs = jnp.sqrt(fx * fx + fy * fy)
   scale = 1.0 / jnp.maximum(freqs, 1.0 / max(height, width)) ** decay_power
-  words = prng.bits(prng.fold_in(plan.key, pairing_lib.NOISE),
+  words = prng.bits(prng.fold_in(plan.key, plan_lib.NOISE),
                     range(2 * freqs.size), plan.num_draws,
                     col_offset=plan.col_offset)
   re, im = prng.normal(words).T.reshape((plan.num_draws, 2) + freqs.shape
@@ -156,7 +156,7 @@ def _fourier_noise(plan, height, width, decay_power):
 
 
 @compiled.compiled
-@pairing_lib.with_common_args
+@options.with_common_args
 def sample_fmix(
     key: jax.Array,
     batch_size: int,
@@ -170,7 +170,7 @@ def sample_fmix(
     mode: Mode = "batch",
     pairing: Pairing = "flip",
     groups: int = 1,
-    axis_name: pairing_lib.AxisName = None,
+    axis_name: AxisName = None,
     invariant: bool = False,
 ) -> MaskParams:
   """Draws FMix masks (Harris et al. 2020, arXiv:2002.12047).
@@ -221,12 +221,12 @@ def sample_fmix(
     raise ValueError(
         f"max_soft must be a static number in [0, 0.5], got {max_soft!r}."
     )
-  plan, active, words = pairing_lib.draw(
+  plan, active, words = plan_lib.draw(
       key, batch_size, mode=mode, pairing=pairing, groups=groups, prob=prob,
       axis_name=axis_name, invariant=invariant,
-      rows=[pairing_lib.LAM_ROW + r for r in beta.rows_needed(alpha)])
-  lam = beta.lam_from_words(words, alpha,
-                            plan.retry_key(pairing_lib.RETRY_FIRST),
+      parts={"cut_lam": beta.rows_needed(alpha)})
+  lam = beta.lam_from_words(words["cut_lam"], alpha,
+                            plan.retry_key(plan_lib.RETRY_FIRST),
                             col_offset=plan.col_offset)
   n = height * width
   noise = _fourier_noise(plan, height, width, decay_power)

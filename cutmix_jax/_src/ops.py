@@ -3,31 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Optional, Union
+from typing import Literal, Optional, Union, get_args
 
 import jax
 import jax.numpy as jnp
 
 from cutmix_jax._src import apply as apply_lib
 from cutmix_jax._src import boxes
+from cutmix_jax._src import kway
 from cutmix_jax._src import labels as labels_lib
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import prng
 from cutmix_jax._src import sampling
 from cutmix_jax._src import validation
 from cutmix_jax._src.params import Mode, Pairing, Placement, Resize
+from cutmix_jax._src.typing import ArrayLike, AxisName
 
-ArrayLike = jax.typing.ArrayLike
-AxisName = sampling.AxisName
+Targets = Literal["dense", "kway"]
+TARGETS: tuple[str, ...] = get_args(Targets)
 
 
-def _prepare(key, images, labels, layout, num_classes):
+def _prepare(key, images, labels, layout, num_classes, targets="dense"):
   validation.check_key(key)
+  validation.check_choice(targets, "targets", TARGETS)
   images = jnp.asarray(images)
   batch, height, width, _ = validation.check_images(images, layout)
   if labels is not None:
     labels = jnp.asarray(labels)
     validation.check_labels(labels, batch, num_classes)
+    if targets == "kway":
+      kway.check_integer_labels(labels)
   return images, labels, batch, height, width
 
 
@@ -49,7 +54,8 @@ def cutmix(
     axis_name: AxisName = None,
     invariant: bool = False,
     cross_device: bool = False,
-) -> tuple[jax.Array, jax.Array]:
+    targets: Targets = "dense",
+) -> tuple[jax.Array, Union[jax.Array, kway.KWayLabels]]:
   """CutMix (Yun et al., ICCV 2019, arXiv:1905.04899) on a batch.
 
   Each mixed sample takes a box of pixels from its partner; its target becomes
@@ -64,10 +70,15 @@ def cutmix(
       are kept exactly.
     labels: integer ids `[batch]` (needs `num_classes`) or float targets
       `[batch, num_classes]`.
-    alpha: Beta(α, α) parameter of λ, > 0; may be traced.
+    alpha: Beta(α, α) parameter of λ, > 0; may be traced (a traced α <= 0
+      or NaN gives NaN λ, which shows in the loss).
     num_classes: the number of classes, for integer labels.
-    label_smoothing: timm's label smoothing, applied before mixing.
-    prob: chance of mixing (the official `cutmix_prob`), applied once.
+    label_smoothing: timm's label smoothing in [0, 1], applied before
+      mixing. A traced value is not range-checked: outside [0, 1] the
+      targets leave [0, 1] (see `mix_labels`).
+    prob: chance of mixing (the official `cutmix_prob`), applied once. A
+      traced value is not range-checked: at 1 or above every draw mixes, at
+      0 or below (or NaN) none does.
     mode: 'batch', 'pair' or 'elem'.
     pairing: 'flip', 'roll' or 'permute'.
     groups: pair only inside this many contiguous blocks of the batch.
@@ -79,10 +90,13 @@ def cutmix(
       identical on any number of devices (see `sample_cutmix`).
     cross_device: with `axis_name`, pair across shards by one `lax.ppermute`
       (see `sample_cutmix`).
+    targets: 'dense' for float targets `[batch, num_classes]` (`mix_labels`),
+      or 'kway' for `KWayLabels` (`mix_labels_kway`; integer labels only),
+      for the losses that never build a `[batch, num_classes]` target.
 
   Returns:
     `(images, targets)`: images with the input's shape and dtype, and float
-    targets `[batch, num_classes]`.
+    targets `[batch, num_classes]` (or `KWayLabels`, as `targets` says).
 
   >>> key = jax.random.key(0)
   >>> images = jnp.zeros((8, 32, 32, 3), jnp.uint8)
@@ -91,7 +105,7 @@ def cutmix(
   (dtype('uint8'), (8, 10))
   """
   images, labels, batch, height, width = _prepare(
-      key, images, labels, layout, num_classes
+      key, images, labels, layout, num_classes, targets
   )
   params = sampling.sample_cutmix(
       key, batch, height, width, alpha=alpha, prob=prob, mode=mode,
@@ -99,7 +113,8 @@ def cutmix(
       axis_name=axis_name, invariant=invariant,
       cross_device=cross_device,
   )
-  return _apply(params, images, labels, layout, num_classes, label_smoothing)
+  return _apply(params, images, labels, layout, num_classes, label_smoothing,
+                targets)
 
 
 def mixup(
@@ -118,7 +133,8 @@ def mixup(
     axis_name: AxisName = None,
     invariant: bool = False,
     cross_device: bool = False,
-) -> tuple[jax.Array, jax.Array]:
+    targets: Targets = "dense",
+) -> tuple[jax.Array, Union[jax.Array, kway.KWayLabels]]:
   """MixUp (Zhang et al., ICLR 2018, arXiv:1710.09412) on a batch.
 
   Each mixed sample becomes `lam * own + (1 - lam) * partner` with
@@ -127,7 +143,8 @@ def mixup(
   nearest (ties to even) and cast back. Options are as in `cutmix`.
 
   Returns:
-    `(images, targets)`, with float targets `[batch, num_classes]`.
+    `(images, targets)`, with float targets `[batch, num_classes]` (or
+    `KWayLabels` with `targets='kway'`).
 
   >>> images = jnp.stack([jnp.zeros((4, 4, 1)), jnp.ones((4, 4, 1))])
   >>> out, y = mixup(jax.random.key(0), images, jnp.array([0, 1]),
@@ -136,7 +153,7 @@ def mixup(
   True
   """
   images, labels, batch, _, _ = _prepare(
-      key, images, labels, layout, num_classes
+      key, images, labels, layout, num_classes, targets
   )
   if images.dtype == jnp.bool_:
     raise TypeError("images of dtype bool cannot be blended by mixup.")
@@ -145,7 +162,8 @@ def mixup(
       groups=groups, axis_name=axis_name, invariant=invariant,
       cross_device=cross_device,
   )
-  return _apply(params, images, labels, layout, num_classes, label_smoothing)
+  return _apply(params, images, labels, layout, num_classes, label_smoothing,
+                targets)
 
 
 def mix(
@@ -168,7 +186,8 @@ def mix(
     axis_name: AxisName = None,
     invariant: bool = False,
     cross_device: bool = False,
-) -> tuple[jax.Array, jax.Array]:
+    targets: Targets = "dense",
+) -> tuple[jax.Array, Union[jax.Array, kway.KWayLabels]]:
   """CutMix or MixUp, switched per batch, pair or sample, as timm's `Mixup`.
 
   See `sample_mix` for the switch. The defaults (`mixup_alpha=0.8`,
@@ -176,7 +195,8 @@ def mix(
   `label_smoothing=0.1` default is not copied, so pass it explicitly.
 
   Returns:
-    `(images, targets)`, with float targets `[batch, num_classes]`.
+    `(images, targets)`, with float targets `[batch, num_classes]` (or
+    `KWayLabels` with `targets='kway'`).
 
   >>> x = jnp.zeros((4, 8, 8, 3))
   >>> out, y = mix(jax.random.key(0), x, jnp.arange(4), num_classes=4,
@@ -185,7 +205,7 @@ def mix(
   True
   """
   images, labels, batch, height, width = _prepare(
-      key, images, labels, layout, num_classes
+      key, images, labels, layout, num_classes, targets
   )
   params = sampling.sample_mix(
       key, batch, height, width, mixup_alpha=mixup_alpha,
@@ -194,7 +214,8 @@ def mix(
       cutmix_minmax=cutmix_minmax, axis_name=axis_name, invariant=invariant,
       cross_device=cross_device,
   )
-  return _apply(params, images, labels, layout, num_classes, label_smoothing)
+  return _apply(params, images, labels, layout, num_classes, label_smoothing,
+                targets)
 
 
 def cutout(
@@ -219,7 +240,8 @@ def cutout(
     images: `[batch, height, width, channels]` (or as `layout` says).
     size: box side, an int or `(height, width)`; default half of each side.
     fill_value: the fill, a scalar or per-channel `[channels]` for 'NHWC'.
-    prob: chance of cutting, per sample by default.
+    prob: chance of cutting, per sample by default; a traced value is not
+      range-checked (1 or above: every box cut; 0 or below, or NaN: none).
     mode: 'elem' (default) or 'batch'.
     layout: axes of `images`.
     axis_name: under `shard_map`/`pmap`, fold the axis index into the key.
@@ -259,7 +281,8 @@ def resizemix(
     axis_name: AxisName = None,
     invariant: bool = False,
     cross_device: bool = False,
-) -> tuple[jax.Array, jax.Array]:
+    targets: Targets = "dense",
+) -> tuple[jax.Array, Union[jax.Array, kway.KWayLabels]]:
   """ResizeMix (Qin et al. 2020, arXiv:2012.11101) on a batch.
 
   Each mixed sample gets its whole partner, resized, pasted into a box whose
@@ -269,7 +292,8 @@ def resizemix(
   options are as in `cutmix`.
 
   Returns:
-    `(images, targets)`, with float targets `[batch, num_classes]`.
+    `(images, targets)`, with float targets `[batch, num_classes]` (or
+    `KWayLabels` with `targets='kway'`).
 
   >>> out, y = resizemix(jax.random.key(0), jnp.zeros((4, 32, 32, 3)),
   ...                    jnp.arange(4), num_classes=4)
@@ -277,7 +301,7 @@ def resizemix(
   ((4, 32, 32, 3), True)
   """
   images, labels, batch, height, width = _prepare(
-      key, images, labels, layout, num_classes
+      key, images, labels, layout, num_classes, targets
   )
   params = sampling.sample_resizemix(
       key, batch, height, width, scale=scale, prob=prob, mode=mode,
@@ -285,7 +309,7 @@ def resizemix(
       invariant=invariant, cross_device=cross_device,
   )
   return _apply(params, images, labels, layout, num_classes, label_smoothing,
-                resize=resize)
+                targets, resize=resize)
 
 
 def switch(
@@ -312,7 +336,8 @@ def switch(
     axis_name: AxisName = None,
     invariant: bool = False,
     cross_device: bool = False,
-) -> tuple[jax.Array, jax.Array]:
+    targets: Targets = "dense",
+) -> tuple[jax.Array, Union[jax.Array, kway.KWayLabels]]:
   """A per-batch, per-pair or per-sample switch among CutMix, MixUp, Cutout
   and ResizeMix, with user-given probabilities.
 
@@ -321,7 +346,8 @@ def switch(
   as in `cutmix`, `cutout` and `resizemix`.
 
   Returns:
-    `(images, targets)`, with float targets `[batch, num_classes]`.
+    `(images, targets)`, with float targets `[batch, num_classes]` (or
+    `KWayLabels` with `targets='kway'`).
 
   >>> out, y = switch(jax.random.key(0), jnp.zeros((8, 32, 32, 3)),
   ...                 jnp.arange(8), num_classes=8, mode="elem", prob=0.9,
@@ -330,7 +356,7 @@ def switch(
   ((8, 32, 32, 3), True)
   """
   images, labels, batch, height, width = _prepare(
-      key, images, labels, layout, num_classes
+      key, images, labels, layout, num_classes, targets
   )
   params = sampling.sample_switch(
       key, batch, height, width, probs=probs, cutmix_alpha=cutmix_alpha,
@@ -340,7 +366,7 @@ def switch(
       axis_name=axis_name, invariant=invariant, cross_device=cross_device,
   )
   return _apply(params, images, labels, layout, num_classes, label_smoothing,
-                fill_value=fill_value, resize=resize)
+                targets, fill_value=fill_value, resize=resize)
 
 
 def cutmix_pair(
@@ -404,10 +430,9 @@ def cutmix_pair(
 
 
 def _apply(params, images, labels, layout, num_classes, label_smoothing,
-           **apply_options):
+           targets, **apply_options):
   mixed = apply_lib.apply_params(params, images, layout=layout,
                                  **apply_options)
-  targets = labels_lib.mix_labels(
-      params, labels, num_classes=num_classes, label_smoothing=label_smoothing
-  )
-  return mixed, targets
+  mix = kway.mix_labels_kway if targets == "kway" else labels_lib.mix_labels
+  return mixed, mix(params, labels, num_classes=num_classes,
+                    label_smoothing=label_smoothing)

@@ -2,7 +2,7 @@
 
 Every sampler validates its options, describes what it draws as a `_Recipe`
 and calls `_sample`, which pairs the samples (`pairing`), reads the draw's
-words at fixed rows (`pairing.ROWS`), turns them into λ (`beta`) and boxes
+words at fixed rows (`plan.ROWS`) with `plan.read_words`, turns them into λ (`beta`) and boxes
 (`boxes`) and switches between ops. All of it works on per-sample vectors (a
 few hundred numbers), never on pixels, so it is cheap next to the pixel work
 in `apply.py`.
@@ -23,15 +23,14 @@ import numpy as np
 from cutmix_jax._src import beta
 from cutmix_jax._src import boxes
 from cutmix_jax._src import compiled
-from cutmix_jax._src import pairing as pairing_lib
+from cutmix_jax._src import options
+from cutmix_jax._src import plan as plan_lib
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import prng
 from cutmix_jax._src import validation
 from cutmix_jax._src.params import Mode, MixParams, Op, Pairing, Placement
+from cutmix_jax._src.typing import ArrayLike, AxisName
 
-ArrayLike = jax.typing.ArrayLike
-AxisName = pairing_lib.AxisName
-ROWS = pairing_lib.ROWS  # where each part of a draw reads its words
 
 # The ops each sampler can draw.
 _METHOD_OPS = {
@@ -113,10 +112,10 @@ class _Recipe:
   @property
   def always(self) -> bool:
     """Every draw applies: prob is a static 1, so no 'apply' word is read."""
-    return validation.is_static_number(self.prob) and float(self.prob) == 1.0
+    return plan_lib.always(self.prob)
 
   def word_rows(self) -> dict[str, Sequence[int]]:
-    """The rows, relative to `ROWS[name]`, that each part of the draw reads.
+    """The rows, relative to `plan.ROWS[name]`, that each part of the draw reads.
 
     A part no op needs reads nothing. Every row sits at a fixed position, so
     it holds the same word whether α or prob is static or traced (a traced α
@@ -138,20 +137,6 @@ class _Recipe:
     }
 
 
-def _read_words(plan, recipe):
-  """Each part's words, uint32 `[rows, num_draws]`, from one `prng.bits`.
-
-  One call, because on a CPU each PRNG call costs small kernels of its own.
-  """
-  wanted = recipe.word_rows()
-  words = plan.words([ROWS[name] + r for name, rs in wanted.items()
-                      for r in rs])
-  parts, start = {}, 0
-  for name, rs in wanted.items():
-    parts[name], start = words[start : start + len(rs)], start + len(rs)
-  return parts
-
-
 def _cutmix_candidate(recipe, words, plan, height, width):
   """CutMix's (λ, box) per draw: from λ ~ Beta(α, α), or timm's minmax."""
   if recipe.cutmix_minmax is not None:
@@ -159,7 +144,7 @@ def _cutmix_candidate(recipe, words, plan, height, width):
     return boxes.lam_from_box(box, height, width), box
   lam_drawn = beta.lam_from_words(
       words["cut_lam"], _drawable(recipe.cutmix_alpha),
-      plan.retry_key(pairing_lib.RETRY_FIRST), col_offset=plan.col_offset)
+      plan.retry_key(plan_lib.RETRY_FIRST), col_offset=plan.col_offset)
   box = boxes.from_lam(lam_drawn, words["box"][0], words["box"][1], height,
                        width, recipe.placement)
   lam = boxes.lam_from_box(box, height, width)
@@ -178,7 +163,7 @@ def _candidates(recipe, words, plan, height, width):
     elif op == Op.MIXUP:
       lam = beta.lam_from_words(
           words["mix_lam"], _drawable(recipe.mixup_alpha),
-          plan.retry_key(pairing_lib.RETRY_SECOND), col_offset=plan.col_offset)
+          plan.retry_key(plan_lib.RETRY_SECOND), col_offset=plan.col_offset)
       candidates[op] = lam, jnp.zeros((n, 4), jnp.int32)
     elif op == Op.CUTOUT:
       candidates[op] = jnp.ones((n,), jnp.float32), boxes.cutout(
@@ -255,8 +240,8 @@ def _sample(key, batch_size, height, width, recipe, *, mode, pairing, groups,
             axis_name, invariant=False, cross_device=False):
   """The draw behind every `sample_*` of `MixParams`, in five steps.
 
-  Pair the samples (`pairing.plan`); read the draw's words at fixed rows
-  (`ROWS`), so they do not depend on which options are static; turn them
+  Pair the samples (`plan.plan`); read the draw's words at fixed rows
+  (`plan.ROWS`), so they do not depend on which options are static; turn them
   into each op's (λ, box); switch between the ops per draw; then leave
   unapplied draws, and samples paired with themselves, unchanged.
   """
@@ -264,10 +249,10 @@ def _sample(key, batch_size, height, width, recipe, *, mode, pairing, groups,
     return _sample_cross_device(key, batch_size, height, width, recipe,
                                 axis_name=axis_name, mode=mode,
                                 pairing=pairing)
-  plan = pairing_lib.plan(key, batch_size, mode=mode, pairing=pairing,
+  plan = plan_lib.plan(key, batch_size, mode=mode, pairing=pairing,
                           groups=groups, axis_name=axis_name,
                           invariant=invariant)
-  words = _read_words(plan, recipe)
+  words = plan_lib.read_words(plan, recipe.word_rows())
   candidates = _candidates(recipe, words, plan, height, width)
   lam, box, op = _switch(recipe, words["switch"], candidates, plan.num_draws)
   if not recipe.always:
@@ -326,10 +311,10 @@ def sample_lam(
   validation.check_positive(alpha, "alpha")
   shape = tuple(shape)
   size = math.prod(shape)
-  words = prng.bits(prng.fold_in(key, pairing_lib.WORDS), beta.rows_needed(alpha),
+  words = prng.bits(prng.fold_in(key, plan_lib.WORDS), beta.rows_needed(alpha),
                     size)
   lam = beta.lam_from_words(words, alpha,
-                            prng.fold_in(key, pairing_lib.RETRY_FIRST))
+                            prng.fold_in(key, plan_lib.RETRY_FIRST))
   return lam.reshape(shape)
 
 
@@ -367,14 +352,14 @@ def sample_box(
   validation.check_choice(placement, "placement", params_lib.PLACEMENTS)
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
-  bits = prng.bits(prng.fold_in(key, pairing_lib.WORDS), (0, 1), 1)[:, 0]
+  bits = prng.bits(prng.fold_in(key, plan_lib.WORDS), (0, 1), 1)[:, 0]
   return boxes.from_lam(
       jnp.asarray(lam, jnp.float32), bits[0], bits[1], height, width, placement
   )
 
 
 @compiled.compiled
-@pairing_lib.with_common_args
+@options.with_common_args
 def sample_cutmix(
     key: jax.Array,
     batch_size: int,
@@ -425,7 +410,7 @@ def sample_cutmix(
   >>> p.lam.shape, p.box.shape, p.partner.tolist()
   ((4,), (4, 4), [3, 2, 1, 0])
   """
-  batch_size, groups = pairing_lib.check_common(
+  batch_size, groups = options.check_common(
       key, batch_size, mode, pairing, groups, prob, invariant,
       cross_device, axis_name)
   height = validation.check_size(height, "height")
@@ -443,7 +428,7 @@ def sample_cutmix(
 
 
 @compiled.compiled
-@pairing_lib.with_common_args
+@options.with_common_args
 def sample_mixup(
     key: jax.Array,
     batch_size: int,
@@ -476,7 +461,7 @@ def sample_mixup(
   >>> p.partner.tolist(), p.op.tolist()  # the middle sample pairs with itself
   ([2, 1, 0], [1, 0, 1])
   """
-  batch_size, groups = pairing_lib.check_common(
+  batch_size, groups = options.check_common(
       key, batch_size, mode, pairing, groups, prob, invariant,
       cross_device, axis_name)
   validation.check_positive(alpha, "alpha")
@@ -487,7 +472,7 @@ def sample_mixup(
 
 
 @compiled.compiled
-@pairing_lib.with_common_args
+@options.with_common_args
 def sample_mix(
     key: jax.Array,
     batch_size: int,
@@ -520,7 +505,9 @@ def sample_mix(
     width: static image width.
     mixup_alpha: MixUp's Beta parameter; 0 turns MixUp off. May be traced.
     cutmix_alpha: CutMix's Beta parameter; 0 turns CutMix off. May be traced.
-    switch_prob: chance that a mixing draw is CutMix when both are on.
+    switch_prob: chance that a mixing draw is CutMix when both are on. May
+      be traced; a traced value is not range-checked: at 1 or above every
+      mixing draw is CutMix, at 0 or below (or NaN) every one is MixUp.
     placement: CutMix box placement, as in `sample_cutmix`.
     cutmix_minmax: as `minmax` in `sample_cutmix`; turns CutMix on regardless
       of `cutmix_alpha`.
@@ -533,7 +520,7 @@ def sample_mix(
   >>> sorted(set(p.op.tolist())) in ([1], [2], [1, 2])
   True
   """
-  batch_size, groups = pairing_lib.check_common(
+  batch_size, groups = options.check_common(
       key, batch_size, mode, pairing, groups, prob, invariant,
       cross_device, axis_name)
   height = validation.check_size(height, "height")
@@ -599,7 +586,9 @@ def sample_cutout(
     size: box side in pixels, an int or `(height, width)`; default half of
       each image side (16 on CIFAR, the Cutout paper's CIFAR-10 setting).
     prob: chance of cutting, per batch ('batch') or per sample ('elem',
-      the default, as in the Cutout paper).
+      the default, as in the Cutout paper). A traced value is not
+      range-checked: at 1 or above every box is cut, at 0 or below (or NaN)
+      none is.
     mode: 'batch' or 'elem' ('pair' is accepted and draws per pair).
     axis_name: as in `sample_cutmix`.
     invariant: as in `sample_cutmix`: each sample's box depends on the key
@@ -614,7 +603,7 @@ def sample_cutout(
   """
   if invariant and mode == "batch":
     raise ValueError("invariant=True needs mode='elem' or 'pair'.")
-  batch_size, _ = pairing_lib.check_common(key, batch_size, mode, "flip", 1, prob)
+  batch_size, _ = options.check_common(key, batch_size, mode, "flip", 1, prob)
   if invariant and batch_size % 2:
     raise ValueError(
         f"invariant=True needs an even (per-shard) batch, got {batch_size}.")
@@ -628,7 +617,7 @@ def sample_cutout(
 
 
 @compiled.compiled
-@pairing_lib.with_common_args
+@options.with_common_args
 def sample_resizemix(
     key: jax.Array,
     batch_size: int,
@@ -670,7 +659,7 @@ def sample_resizemix(
   >>> (p.box[:, 2:] - p.box[:, :2]).tolist(), p.lam.tolist()
   ([[16, 16], [16, 16]], [0.75, 0.75])
   """
-  batch_size, groups = pairing_lib.check_common(
+  batch_size, groups = options.check_common(
       key, batch_size, mode, pairing, groups, prob, invariant, cross_device,
       axis_name)
   height = validation.check_size(height, "height")
@@ -684,7 +673,7 @@ def sample_resizemix(
 
 
 @compiled.compiled
-@pairing_lib.with_common_args
+@options.with_common_args
 def sample_switch(
     key: jax.Array,
     batch_size: int,
@@ -720,8 +709,10 @@ def sample_switch(
     height: static image height.
     width: static image width.
     probs: relative weights of the ops, a dict with some of the keys
-      'cutmix', 'mixup', 'cutout', 'resizemix'; values >= 0, may be traced
-      (a traced all-zero set gives NaN `lam`, which surfaces in the loss).
+      'cutmix', 'mixup', 'cutout', 'resizemix'; values >= 0, may be traced.
+      Traced values are not checked: a negative one changes every op's
+      odds, and weights that sum to 0 or less, or hold a NaN, give NaN `lam`
+      (which surfaces in the loss).
     cutmix_alpha: CutMix's Beta parameter, > 0; may be traced.
     mixup_alpha: MixUp's Beta parameter, > 0; may be traced.
     cutout_size: Cutout's box side, as `size` in `sample_cutout`.
@@ -738,7 +729,7 @@ def sample_switch(
   >>> set(p.op.tolist()) <= {Op.CUTMIX, Op.CUTOUT, Op.RESIZEMIX}
   True
   """
-  batch_size, groups = pairing_lib.check_common(
+  batch_size, groups = options.check_common(
       key, batch_size, mode, pairing, groups, prob, invariant, cross_device,
       axis_name)
   height = validation.check_size(height, "height")

@@ -9,7 +9,6 @@ padded detection boxes, with static shapes throughout.
 from __future__ import annotations
 
 from collections.abc import Mapping
-import dataclasses
 from typing import Any, Literal, NamedTuple, Optional, get_args
 
 import jax
@@ -21,9 +20,9 @@ from cutmix_jax._src import boxes as boxes_lib
 from cutmix_jax._src import pairing
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import validation
-from cutmix_jax._src.params import CuboidParams, MaskParams, MixParams, Op
+from cutmix_jax._src.params import Op
+from cutmix_jax._src.typing import ArrayLike
 
-ArrayLike = jax.typing.ArrayLike
 
 Kind = Literal["auto", "blend", "select", "keep"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -85,63 +84,23 @@ def _select(params, x, layout, ignore_value):
   """Applies a draw to `x` without ever blending two samples' values.
 
   MixUp samples become a full-image CutMix from the partner (when it has the
-  larger weight) or stay unchanged; Cutout leaves the map alone unless
-  `ignore_value` is set; ResizeMix resizes the map by nearest neighbour.
+  larger weight) or stay unchanged; a soft mask takes, per pixel, the source
+  with the larger weight; Cutout leaves the map alone unless `ignore_value`
+  is set; ResizeMix resizes the map by nearest neighbour. With
+  `ignore_value`, pixels where the draw blends and the two maps disagree get
+  `ignore_value`.
   """
-  if isinstance(params, MaskParams):
-    return _select_mask(params, x, layout, ignore_value)
-  if isinstance(params, CuboidParams):
-    return apply.apply_params(params, x, layout=layout)
-  ops = params.possible_ops
-  if ops == (Op.CUTOUT,) and ignore_value is None:
-    return x
-  honoured = params_lib.honoured(params)
-  op, box, lam = honoured.op, honoured.box, honoured.lam
-  if Op.CUTOUT in ops and ignore_value is None:
-    box = jnp.where((op == Op.CUTOUT)[:, None], 0, box)
-    op = jnp.where(op == Op.CUTOUT, Op.NONE, op)
-  is_mixup = op == Op.MIXUP
-  new_ops = tuple(o for o in ops if o != Op.MIXUP
-                  and (o != Op.CUTOUT or ignore_value is not None))
-  if Op.MIXUP in ops:
-    _, height, width, _ = validation.check_images(x, layout, "tree leaf")
-    # The source with the larger weight; a tie (lam == 0.5) keeps its own.
-    take_partner = is_mixup & (lam < 0.5) & (ignore_value is None)
-    full = jnp.array([0, 0, height, width], jnp.int32)
-    box = jnp.where(take_partner[:, None], full, box)
-    op = jnp.where(take_partner, Op.CUTMIX, jnp.where(is_mixup, Op.NONE, op))
-    new_ops = tuple(sorted(set(new_ops) | {Op.CUTMIX}))
-  selected = dataclasses.replace(
-      params, box=box, op=op.astype(jnp.int32),
-      ops=tuple(int(o) for o in new_ops))
-  fill = 0 if ignore_value is None else ignore_value
-  out = apply.apply_params(selected, x, layout=layout, fill_value=fill,
-                           resize="nearest")
-  if Op.MIXUP not in ops or ignore_value is None:
-    return out
-  disagree = (x != pairing.partner_rows(params, x)) & is_mixup.reshape(
-      (-1,) + (1,) * (x.ndim - 1)
-  )
-  return jnp.where(disagree, jnp.asarray(ignore_value, x.dtype), out)
-
-
-def _select_mask(params, x, layout, ignore_value):
-  """A mask draw without blending: per pixel, the source with the larger
-  weight (a soft mask's partner weight above 0.5 takes the partner; a tie
-  keeps its own); with `ignore_value` set, `ignore_value` where a soft mask
-  blends and the two maps disagree. A bool mask is a select already."""
-  if params.mask.dtype == jnp.bool_:
-    return apply.apply_params(params, x, layout=layout)
-  hard = dataclasses.replace(params, mask=params.mask > 0.5)
-  out = apply.apply_params(hard, x, layout=layout)
-  if ignore_value is None:
-    return out
   _, height, width, h_axis = validation.check_images(x, layout, "tree leaf")
-  mask = params_lib.honoured(params).mask
-  blends = ((mask > 0) & (mask < 1)).reshape(
-      (x.shape[0],) + (1,) * (h_axis - 1) + (height, width)
-      + (1,) * (x.ndim - h_axis - 2))
-  disagree = (x != pairing.partner_rows(params, x)) & blends
+  keep_fill = ignore_value is not None
+  selected, blends = params.without_blending(height, width,
+                                             keep_fill=keep_fill)
+  out = apply.apply_params(selected, x, layout=layout,
+                           fill_value=ignore_value if keep_fill else 0,
+                           resize="nearest")
+  if blends is None:
+    return out
+  disagree = (x != pairing.partner_rows(params, x)) & params_lib.broadcast_field(
+      blends, x.shape, h_axis)
   return jnp.where(disagree, jnp.asarray(ignore_value, x.dtype), out)
 
 
@@ -279,6 +238,12 @@ class MixedBoxes(NamedTuple):
   dropped: jax.Array
 
 
+def _intersect(box, cut):
+  """The intersection of boxes `[..., 4]` (empty ones have a side <= 0)."""
+  return jnp.concatenate([jnp.maximum(box[..., :2], cut[..., :2]),
+                          jnp.minimum(box[..., 2:], cut[..., 2:])], axis=-1)
+
+
 def _shrink_to_visible(box, cut):
   """The bounding box of `box` minus `cut`, for boxes not fully covered.
 
@@ -386,16 +351,31 @@ def mix_boxes(
   >>> out.boxes[0, 0].tolist(), out.classes[:, 0].tolist()
   ([0, 1, 4, 2], [7, 7])
   """
-  if isinstance(params, (MaskParams, CuboidParams)):
+  boxes, classes, valid, out_n = _check_boxes(
+      params, boxes, classes, valid, min_visible, max_boxes)
+  honoured = params_lib.honoured(params)
+  op = honoured.op[:, None]
+  cut = honoured.box.astype(boxes.dtype)[:, None, :]
+  own, keep_own = _own_boxes(boxes, valid, op, cut, min_visible, shrink)
+  gained, gain = _partner_boxes(params, honoured.box, boxes, valid, op, cut,
+                                min_visible)
+  return _compact(
+      jnp.concatenate([own, gained], axis=1),
+      jnp.concatenate([classes, pairing.partner_rows(params, classes)],
+                      axis=1),
+      keep_own, gain, out_n)
+
+
+def _check_boxes(params, boxes, classes, valid, min_visible, max_boxes):
+  """`mix_boxes`' checks; returns the arrays and the output capacity."""
+  if not isinstance(params, params_lib.DRAW_TYPES):
+    params_lib.check(params, 0, "boxes")
+  if params.not_rectangles:
     raise TypeError(
         f"mix_boxes needs a box draw (MixParams), got a "
         f"{type(params).__name__}: which detection boxes stay visible is "
-        "decided against one rectangle per sample, and a "
-        + ("mask is not a rectangle." if isinstance(params, MaskParams) else
-           "cuboid covers only some frames of a clip, so a clip's boxes would "
-           "differ per frame."))
-  if not isinstance(params, MixParams):
-    params_lib.check(params, 0, "boxes")
+        f"decided against one rectangle per sample, and a "
+        f"{params.not_rectangles}")
   boxes, classes, valid = (jnp.asarray(v) for v in (boxes, classes, valid))
   batch = params.lam.shape[0]
   if boxes.ndim != 3 or boxes.shape[0] != batch or boxes.shape[2] != 4:
@@ -419,37 +399,31 @@ def mix_boxes(
   ):
     raise ValueError(f"min_visible must be a number in [0, 1], got {min_visible!r}.")
   out_n = n if max_boxes is None else validation.check_size(max_boxes, "max_boxes")
+  return boxes, classes, valid, out_n
 
+
+def _own_boxes(boxes, valid, op, cut, min_visible, shrink):
+  """Each sample's own boxes and whether each is kept: visible enough
+  outside the pasted or filled rectangle `cut`, or no rectangle at all."""
   # Areas in float32 (exact for integer corners below 2**12 per side).
   f32 = jnp.promote_types(boxes.dtype, jnp.float32)
-  honoured = params_lib.honoured(params)
-  op, box = honoured.op, honoured.box
-  cut = box.astype(boxes.dtype)[:, None, :]
-  op = op[:, None]
   covers = (op == Op.CUTMIX) | (op == Op.CUTOUT) | (op == Op.RESIZEMIX)
-
-  inside = jnp.concatenate(
-      [jnp.maximum(boxes[..., :2], cut[..., :2]),
-       jnp.minimum(boxes[..., 2:], cut[..., 2:])],
-      axis=-1,
-  )
   area = boxes_lib.box_area(boxes).astype(f32)
-  inside_area = boxes_lib.box_area(inside).astype(f32)
-  visible = area - inside_area
+  visible = area - boxes_lib.box_area(_intersect(boxes, cut)).astype(f32)
   threshold = jnp.asarray(min_visible, f32) * area
-  keep_own = valid & (~covers | ((visible > 0) & (visible >= threshold)))
-  own = boxes
+  keep = valid & (~covers | ((visible > 0) & (visible >= threshold)))
   if shrink:
-    own = jnp.where(covers[..., None], _shrink_to_visible(boxes, cut), boxes)
+    boxes = jnp.where(covers[..., None], _shrink_to_visible(boxes, cut), boxes)
+  return boxes, keep
 
-  p_boxes, p_classes, p_valid = (
-      pairing.partner_rows(params, v) for v in (boxes, classes, valid)
-  )
-  p_inside = jnp.concatenate(
-      [jnp.maximum(p_boxes[..., :2], cut[..., :2]),
-       jnp.minimum(p_boxes[..., 2:], cut[..., 2:])],
-      axis=-1,
-  )
+
+def _partner_boxes(params, box, boxes, valid, op, cut, min_visible):
+  """The partner's boxes as they appear in each sample (clipped to the
+  CutMix rectangle, mapped into the ResizeMix box, whole under MixUp), and
+  whether each is gained."""
+  f32 = jnp.promote_types(boxes.dtype, jnp.float32)
+  p_boxes, p_valid = (pairing.partner_rows(params, v) for v in (boxes, valid))
+  p_inside = _intersect(p_boxes, cut)
   p_inside_area = boxes_lib.box_area(p_inside).astype(f32)
   p_area = boxes_lib.box_area(p_boxes).astype(f32)
   p_threshold = jnp.asarray(min_visible, f32) * p_area
@@ -467,15 +441,18 @@ def mix_boxes(
     is_resize = op == Op.RESIZEMIX
     gain_cut = gain_cut | (is_resize & (boxes_lib.box_area(resized) > 0))
     gained = jnp.where(is_resize[..., None], resized, gained)
-  gain = p_valid & (gain_cut | (op == Op.MIXUP))
+  return gained, p_valid & (gain_cut | (op == Op.MIXUP))
 
-  cand_boxes = jnp.concatenate([own, gained], axis=1)
-  cand_classes = jnp.concatenate([classes, p_classes], axis=1)
+
+def _compact(cand_boxes, cand_classes, keep_own, gain, out_n):
+  """The kept candidates (own first, then gained, each in slot order) in
+  `out_n` slots, by a stable sort of the keep flags."""
+  n = keep_own.shape[1]
+  dtype, classes_dtype = cand_boxes.dtype, cand_classes.dtype
   cand_keep = jnp.concatenate([keep_own, gain], axis=1)
   cand_partner = jnp.concatenate(
       [jnp.zeros_like(keep_own), jnp.ones_like(gain)], axis=1
   )
-  # A stable sort of the flags moves kept candidates to the front in order.
   order = jnp.argsort(~cand_keep, axis=1, stable=True)
   if out_n > 2 * n:
     pad = out_n - 2 * n
@@ -491,8 +468,9 @@ def mix_boxes(
       out_valid[..., None],
       jnp.take_along_axis(cand_boxes, order[..., None], axis=1),
       0,
-  ).astype(boxes.dtype)
-  out_classes = jnp.where(out_valid, take(cand_classes), 0).astype(classes.dtype)
+  ).astype(dtype)
+  out_classes = jnp.where(out_valid, take(cand_classes), 0).astype(
+      classes_dtype)
   out_partner = out_valid & take(cand_partner)
   dropped = (cand_keep.sum(axis=1) - out_valid.sum(axis=1)).astype(jnp.int32)
   return MixedBoxes(

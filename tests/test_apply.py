@@ -1,4 +1,5 @@
-"""Integer MixUp rounds to nearest, ties to even, exactly as documented.
+"""Applying draws (`apply.py`); here integer MixUp, which rounds to nearest,
+ties to even, exactly as documented.
 
 λ is a multiple of 1/256 and the pixels are integers below 2**16, so
 `partner + λ * (own - partner)` is exact in float32, with or without FMA
@@ -52,3 +53,14 @@ def test_mixup_rounds_half_to_even_exactly(dtype, jit):
     assert (ties & (blend < 0)).sum() > 100  # half away from zero fails
   assert out.dtype == dtype
   np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("dtype", [jnp.uint8, jnp.int32])
+def test_mixup_rounds_integer_images(dtype):
+  x = jnp.stack([jnp.zeros((2, 2, 1)), jnp.full((2, 2, 1), 3.0)]).astype(dtype)
+  params = cj.sample_mixup(jax.random.key(0), 2, alpha=1.0)
+  out = cj.apply_params(params, x)
+  assert out.dtype == dtype
+  lam = float(params.lam[0])
+  np.testing.assert_array_equal(out[0], np.round((1 - lam) * 3))
+  np.testing.assert_array_equal(out[1], np.round(lam * 3))

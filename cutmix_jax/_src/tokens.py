@@ -1,0 +1,143 @@
+"""A draw at the resolution of a Vision Transformer's tokens.
+
+A ViT cuts an image of `height x width` pixels into a grid of `(height // ph)
+x (width // pw)` patches of `ph x pw` pixels and flattens the grid row by row
+(the order of a patch embedding's `reshape`). `token_mask` says, for each
+sample and each of these tokens, how much of it comes from the sample's
+partner; the TransMix label rule (`transmix.py`) weighs the attention with
+it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+import numpy as np
+
+from cutmix_jax._src import params as params_lib
+from cutmix_jax._src.params import CuboidParams, MaskParams, MixParams, Op
+
+PatchSize = Union[int, tuple[int, int]]
+
+
+def check_patch_size(patch_size: Any) -> tuple[int, int]:
+  """A static `(ph, pw)` of ints >= 1, from an int or a pair."""
+  sizes = (patch_size, patch_size) if isinstance(
+      patch_size, (int, np.integer)) else patch_size
+  try:
+    ph, pw = sizes
+  except (TypeError, ValueError):
+    ph = pw = None
+  ok = all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+           and s >= 1 for s in (ph, pw))
+  if not ok:
+    raise ValueError(
+        "patch_size must be a static int or a pair (ph, pw) of ints >= 1, "
+        f"got {patch_size!r}.")
+  return int(ph), int(pw)
+
+
+def grid(height: int, width: int, patch_size: tuple[int, int]
+         ) -> tuple[int, int]:
+  """The token grid `(height // ph, width // pw)`; an image that the patches
+  do not tile is an error (a ViT's patch embedding would drop its edge)."""
+  ph, pw = patch_size
+  if height % ph or width % pw:
+    raise ValueError(
+        f"the image size {(height, width)} is not a multiple of patch_size "
+        f"{(ph, pw)}: a ViT's patches must tile the image exactly.")
+  return height // ph, width // pw
+
+
+def _image_size(params: Union[MixParams, MaskParams]) -> tuple[int, int]:
+  if isinstance(params, MaskParams):
+    return tuple(params.mask.shape[1:])
+  if params.height is None or params.width is None:
+    raise ValueError(
+        "params has no image size (height=None, as a sample_mixup draw): its "
+        "token grid is unknown. Draw with a sampler that takes height and "
+        "width (sample_cutmix, sample_mix, ...).")
+  return params.height, params.width
+
+
+def check_draw(params: Any, name: str) -> None:
+  """Rejects anything but a box or mask draw, naming `name`."""
+  if isinstance(params, CuboidParams):
+    raise TypeError(
+        f"{name} takes an image draw (MixParams or MaskParams), got a "
+        "CuboidParams: a video cuboid spans frames, and the order of a video "
+        "ViT's space-time tokens (tubelets) is not defined here.")
+  if not isinstance(params, (MixParams, MaskParams)):
+    params_lib.check(params, 0, name)  # raises, naming the type seen
+
+
+def token_mask(
+    params: Union[MixParams, MaskParams],
+    *,
+    patch_size: PatchSize,
+) -> jax.Array:
+  """How much of each token comes from the partner: `[batch, num_tokens]`.
+
+  Tokens are the `ph x pw` patches of the image in row-major order, token
+  `i * (width // pw) + j` being the patch at rows `i * ph ..` and columns
+  `j * pw ..`: the order of a standard patch embedding (a `ph x pw`
+  convolution of stride `(ph, pw)`, or a `reshape`), then flattened.
+
+  A token takes the value of its patch's **top-left pixel**, as the official
+  TransMix code does: it resizes the pixel mask to the token grid with
+  PyTorch's legacy `nn.Upsample` (mode 'nearest'), which reads pixel
+  `(i * ph, j * pw)` for token `(i, j)`. (`jax.image.resize` with 'nearest'
+  would read the patch's centre instead.) A box that cuts through a patch
+  therefore counts the patch wholly in or wholly out, by its top-left pixel.
+
+  Per sample, by its op (`params.op`, as every applier honours it):
+
+  - CutMix and ResizeMix: inside the box (or a mask draw's mask), the
+    partner's pixels.
+  - MixUp: every token holds `1 - lam` of the partner.
+  - Cutout and unmixed samples: nothing of the partner (a Cutout box holds a
+    fill, not the partner).
+
+  Args:
+    params: a box draw (`MixParams`, with its `height` and `width`) or a mask
+      draw (`MaskParams`).
+    patch_size: the ViT's patch size, an int or `(ph, pw)`; the image's
+      height and width must be multiples of it.
+
+  Returns:
+    `[batch, (height // ph) * (width // pw)]`, with a dtype fixed at trace
+    time: bool when every op the draw may hold is a hard box or mask; float32
+    (the partner's weight) when it may hold MixUp (`Op.MIXUP in params.ops`)
+    or is a soft mask.
+
+  >>> p = MixParams(lam=jnp.array([0.375]), box=jnp.array([[0, 3, 8, 8]]),
+  ...               partner=jnp.array([0]), op=jnp.array([int(Op.CUTMIX)]),
+  ...               height=8, width=8, ops=(int(Op.CUTMIX),))
+  >>> token_mask(p, patch_size=4)  # columns 3..7: only patches at column 4
+  Array([[False,  True, False,  True]], dtype=bool)
+  """
+  check_draw(params, "params")
+  height, width = _image_size(params)
+  ph, pw = check_patch_size(patch_size)
+  gh, gw = grid(height, width, (ph, pw))
+  honoured = params_lib.honoured(params)
+  batch = honoured.lam.shape[0]
+  if isinstance(params, MaskParams):
+    # A static strided slice: the top-left pixel of every patch.
+    return honoured.mask[:, ::ph, ::pw].reshape(batch, gh * gw)
+  op = honoured.op[:, None, None]
+  box = honoured.box[:, None, None, :]
+  rows = lax.broadcasted_iota(jnp.int32, (1, gh, 1), 1) * ph
+  cols = lax.broadcasted_iota(jnp.int32, (1, 1, gw), 2) * pw
+  inside = ((rows >= box[..., 0]) & (rows < box[..., 2])
+            & (cols >= box[..., 1]) & (cols < box[..., 3]))
+  pasted = inside & ((op == int(Op.CUTMIX)) | (op == int(Op.RESIZEMIX)))
+  mask = pasted.reshape(batch, gh * gw)
+  if Op.MIXUP not in params.possible_ops:
+    return mask
+  blended = jnp.broadcast_to((1 - honoured.lam)[:, None], mask.shape)
+  return jnp.where((honoured.op == int(Op.MIXUP))[:, None], blended,
+                   mask.astype(jnp.float32))
