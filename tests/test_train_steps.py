@@ -343,7 +343,7 @@ def _dot_products(cfg):
 def test_no_crop_einsum_when_the_loader_crops_and_flips():
   # Grain's resized recipe sets pad 0 and no flip: the one-hot crop products
   # would copy every image unchanged.
-  base = config.Config(aug="none", mode="batch", crop_pad=0, flip=False)
+  base = config.Config(aug="none", crop_pad=0, flip=False).resolved("fake", 12)
   assert _dot_products(base) == 0
   assert _dot_products(dataclasses.replace(base, crop_pad=4)) == 2
   assert _dot_products(dataclasses.replace(base, flip=True)) == 2
