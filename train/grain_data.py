@@ -40,6 +40,7 @@ it, raised in the training process, after its workers are stopped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -197,8 +198,9 @@ def _watch_parent(parent: int) -> None:
   os._exit(1)  # pylint: disable=protected-access
 
 
-def _init_worker(index: int, count: int) -> None:
-  """Runs first in each worker process."""
+def _init_worker(parent: int, index: int, count: int) -> None:
+  """Runs first in each worker process; `parent` is the training process,
+  named by it: a worker that starts after it died is already re-parented."""
   del index, count
   # A Ctrl-C reaches the whole process group, and a scheduler's SIGTERM may
   # too: the training process handles both (it saves, then stops us).
@@ -206,7 +208,7 @@ def _init_worker(index: int, count: int) -> None:
   signal.signal(signal.SIGTERM, signal.SIG_IGN)
   # A training process killed with SIGKILL cannot stop its workers: they
   # notice it is gone (they are re-parented) and exit.
-  threading.Thread(target=_watch_parent, args=(os.getppid(),),
+  threading.Thread(target=_watch_parent, args=(parent,),
                    daemon=True).start()
 
 
@@ -242,7 +244,8 @@ class _Reader:
       if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
       it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers),
-                          worker_init_fn=_init_worker)
+                          worker_init_fn=functools.partial(
+                              _init_worker, os.getpid()))
     self._it = iter(it)
 
   def __iter__(self):
