@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from train import experiments
+from train import evaluation
+from train import report
 from train import stats
+from train import summary
 
 
 @pytest.mark.parametrize("n", [2, 3, 6, 8])
@@ -55,7 +57,7 @@ def _record(method, seed, clean, occluded, train_loss, test_loss):
                   switch_prob=0.5, aug=method, seed=seed, train_subset=5000,
                   fill="mean", occlusion_seed=0)
   accuracy = dict(clean=clean, **{c: occluded
-                                  for c in experiments.CONDITIONS[1:]})
+                                  for c in evaluation.CONDITIONS[1:]})
   return dict(method=method, seed=seed, settings=settings, accuracy=accuracy,
               trainer_final=dict(train_loss=train_loss, test_loss=test_loss),
               train_seconds=60.0, image_hw=[32, 32], command="cmd",
@@ -76,8 +78,8 @@ def test_summary_pairs_by_seed_and_reports_the_protocols_analysis(tmp_path):
   for r in records:
     with open(tmp_path / "runs" / f"{r['method']}-s{r['seed']}.json", "w") as f:
       json.dump(r, f)
-  summary = experiments.summarize(str(tmp_path))
-  primary = summary["paired_vs_baseline"]["cutmix"]
+  result = report.summarize(str(tmp_path))
+  primary = result["paired_vs_baseline"]["cutmix"]
   assert primary["seeds"] == [0, 1, 2]
   clean = primary["accuracy"]["clean"]
   diffs = [100 * gain[s] for s in base]
@@ -88,17 +90,17 @@ def test_summary_pairs_by_seed_and_reports_the_protocols_analysis(tmp_path):
   assert "p_holm" not in clean  # the primary test is not in Holm's family
   assert "p_holm" in primary["accuracy"]["centre25"]
   # One MixUp seed: a difference, but no SE or test.
-  mixup = summary["paired_vs_baseline"]["mixup"]["accuracy"]["clean"]
+  mixup = result["paired_vs_baseline"]["mixup"]["accuracy"]["clean"]
   assert mixup["n"] == 1 and mixup["p"] is None
   # Kept fraction: occluded / clean per run, then averaged.
-  kept = summary["methods"]["none"]["kept"]["random50"]
+  kept = result["methods"]["none"]["kept"]["random50"]
   np.testing.assert_allclose(kept["values"], [0.2 / base[s] for s in base])
-  gate = summary["gate"]
+  gate = result["gate"]
   np.testing.assert_allclose(gate["test_over_train_loss"], 1.1 / 0.3)
   assert gate["passed"]
   text = (tmp_path / "results.md").read_text()
   assert "Primary test (CutMix − baseline, clean accuracy)" in text
-  assert f"p = {experiments._p(ref.pvalue)}" in text
+  assert f"p = {report._p(ref.pvalue)}" in text
   assert "ratio 3.67, passed" in text
   assert os.path.getsize(tmp_path / "results.png") > 0
 
@@ -137,7 +139,7 @@ def test_power_matches_the_noncentral_t():
 
 def _pool_record(method, seed, pool, clean):
   acc = dict(pool=pool, clean=clean, **{c: clean / 2 for c in
-                                       experiments.CONDITIONS[1:]})
+                                       evaluation.CONDITIONS[1:]})
   return dict(method=method, seed=seed, accuracy=acc,
               pool=dict(n=55_000, files_sha256="abc"))
 
@@ -156,9 +158,9 @@ def test_confirmatory_design_reads_the_two_tests_as_registered(gains, reading):
     records.append(_pool_record("none", seed, 0.70 + seed / 1000, 0.69))
     records.append(_pool_record("cutmix", seed, 0.70 + seed / 1000 + g / 100,
                                 0.69 + g / 200))
-  design = experiments.design_of(records)
-  assert design is experiments.CONFIRMATORY
-  paired = experiments._paired_vs_baseline(records, ["none", "cutmix"],
+  design = summary.design_of(records)
+  assert design is summary.CONFIRMATORY
+  paired = summary.paired_vs_baseline(records, ["none", "cutmix"],
                                            design)
   primary = paired["cutmix"]["accuracy"]["pool"]
   np.testing.assert_allclose(primary["values"], gains, atol=1e-9)
@@ -167,11 +169,11 @@ def test_confirmatory_design_reads_the_two_tests_as_registered(gains, reading):
   holm = [c for c, d in paired["cutmix"]["accuracy"].items() if "p_holm" in d]
   holm += [c for c, d in paired["cutmix"]["kept"].items() if "p_holm" in d]
   assert len(holm) == 9
-  lines = experiments._equivalence_lines(primary, 0.5)
+  lines = report._equivalence_lines(primary, 0.5)
   assert any(line.startswith("Registered reading") and reading in line
              for line in lines), lines
 
 
 def test_first_studys_records_keep_the_first_design():
   records = [dict(method="none", seed=0, accuracy={"clean": 0.7})]
-  assert experiments.design_of(records) is experiments.REGISTERED
+  assert summary.design_of(records) is summary.REGISTERED

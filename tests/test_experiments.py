@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from train import evaluation
 from train import experiments
 from train import occlusion
+from train import report
+from train import runs
+from train import study_data
 
 
 # ---------------------------------------------------------------------------
@@ -115,14 +119,14 @@ def test_experiments_end_to_end_resume_and_summary(tmp_path, capsys,
   # Spy on the occlusion evaluation: its clean accuracy must be the
   # trainer's own (the runs take "clean" from the trainer).
   clean_by_eval = []
-  evaluate = experiments.evaluate_occlusion
+  evaluate = evaluation.evaluate_occlusion
 
   def spy(cfg, state, ds, *rest, **kwargs):
     clean_by_eval.append(
         evaluate(cfg, state, ds, conditions=("clean",))["clean"])
     return evaluate(cfg, state, ds, *rest, **kwargs)
 
-  monkeypatch.setattr(experiments, "evaluate_occlusion", spy)
+  monkeypatch.setattr(evaluation, "evaluate_occlusion", spy)
   experiments.main(args())
 
   # The decoded data is cached (outside --out) with a class-balanced subset.
@@ -138,9 +142,9 @@ def test_experiments_end_to_end_resume_and_summary(tmp_path, capsys,
   records = {}
   with open(os.path.join(out, "runs", "cutmix-s0.json")) as f:
     records["cutmix"] = r = json.load(f)
-  assert set(r["accuracy"]) == set(experiments.CONDITIONS)
+  assert set(r["accuracy"]) == set(evaluation.CONDITIONS)
   assert all(0 <= a <= 1 for a in r["accuracy"].values())
-  assert r["settings"]["prob"] == experiments.DEFAULT_PROB["cutmix"] == 0.5
+  assert r["settings"]["prob"] == runs.DEFAULT_PROB["cutmix"] == 0.5
   assert r["machine"]["jax"] and r["machine"]["cores"]
   assert r["command"].startswith("python -m train.experiments --zip")
   assert [c["epoch"] for c in r["curve"]] == [1]
@@ -190,23 +194,23 @@ def test_summary_names_each_methods_own_mixing_settings():
   settings = dict(alpha=1.0, mixup_alpha=0.8, switch_prob=0.5, cutout_size=None)
   table = {m: dict(mode="elem" if m == "cutout" else "batch")
            for m in ("none", "cutmix", "mixup", "cutout", "mix")}
-  assert experiments._method_settings_line(table, settings, 32, 24) == (
+  assert report._method_settings_line(table, settings, 32, 24) == (
       "- CutMix α = 1.0, mode batch; MixUp α = 1.0, mode batch; Cutout 16×12 "
       "box (half the side), mode elem; MixUp/CutMix switch: MixUp α = 0.8, "
       "CutMix α = 1.0, CutMix with chance 0.5, mode batch; prob as in the "
       "table.")
-  assert experiments._method_settings_line(
+  assert report._method_settings_line(
       {"none": dict(mode="batch"), "cutout": dict(mode="elem")},
       dict(settings, cutout_size=8), 32, 32) == (
           "- Cutout 8×8 box, mode elem; prob as in the table.")
-  assert experiments._method_settings_line(
+  assert report._method_settings_line(
       {"none": dict(mode="batch")}, settings, 32, 32) == "- No mixing method."
 
 
 def test_machines_differing_only_in_platform_are_told_apart():
   base = dict(cpu="Xeon", cores="2", python="3.11.7", jax="0.10.2",
               devices="['cpu:0']")
-  line = experiments._machines_line(
+  line = report._machines_line(
       [dict(base, platform="Linux-a"), dict(base, platform="Linux-b")])
   assert line == ("- Machine(s): Xeon, 2 cores, Linux-a, Python 3.11.7, jax "
                   "0.10.2, ['cpu:0']; Xeon, 2 cores, Linux-b, Python 3.11.7, "
@@ -214,7 +218,7 @@ def test_machines_differing_only_in_platform_are_told_apart():
 
 
 def test_machines_line_leaves_out_fields_an_older_record_lacks():
-  line = experiments._machines_line(
+  line = report._machines_line(
       [dict(cpu="Xeon", cores="2", jax="0.10.2", devices="['cpu:0']")])
   assert line == "- Machine(s): Xeon, 2 cores, jax 0.10.2, ['cpu:0']"
 
@@ -229,7 +233,7 @@ def test_committed_summary_is_what_summary_only_rebuilds_from_the_runs(
     tmp_path, study):
   committed = os.path.join(_RESULTS, study)
   os.symlink(os.path.join(committed, "runs"), tmp_path / "runs")
-  experiments.summarize(str(tmp_path))
+  report.summarize(str(tmp_path))
   for name in ("results.md", "results.json"):
     with open(os.path.join(committed, name)) as f:
       expected = f.read()
@@ -246,11 +250,11 @@ def test_results_guide_quotes_the_committed_study_exactly():
   with open(guide) as f:
     text = f.read()
   for method, row in table.items():
-    cells = [experiments._cell(row[c]) for c in experiments.CONDITIONS]
+    cells = [report._cell(row[c]) for c in evaluation.CONDITIONS]
     cells += [f"{row[loss]['mean']:.3f}" for loss in ("train_loss",
                                                        "test_loss")]
     quoted = next((line for line in text.splitlines()
-                   if line.startswith(f"| {experiments.LABELS[method]} | ")
+                   if line.startswith(f"| {report.LABELS[method]} | ")
                    and "±" in line), None)
     assert quoted is not None, f"no row for {method} in {guide}"
     numbers = [c.strip().removesuffix(" (mixed)")
@@ -306,15 +310,15 @@ def test_pool_run_records_per_image_correctness_that_an_independent_eval_of_the_
   seen = _image_keys(np.concatenate(trained_on))
   assert len(seen) == 8  # the whole subset was trained on
   assert not seen & _image_keys(x_pool)
-  assert sha == experiments.files_sha256(files)
+  assert sha == study_data.files_sha256(files)
 
   with open(os.path.join(out, "runs", "none-s0.json")) as f:
     record = json.load(f)
   assert record["settings"]["pool"] is True
   pool = record["pool"]
   assert pool["files_sha256"] == sha and pool["n"] == 16
-  correct = experiments.unpack_bits(pool["correct"]["pool"])
-  test = experiments.unpack_bits(pool["correct"]["test"])
+  correct = evaluation.unpack_bits(pool["correct"]["pool"])
+  test = evaluation.unpack_bits(pool["correct"]["test"])
   assert correct.shape == (16,) and test.shape == (8,)
   # A recount of the vectors; the test images are the pool's last 8.
   assert record["accuracy"]["pool"] == pool["accuracy"] == correct.sum() / 16
@@ -347,17 +351,18 @@ def test_pack_bits_round_trips_odd_lengths():
   rng = np.random.default_rng(0)
   for n in (0, 1, 7, 8, 9, 55_000):
     v = rng.random(n) < 0.7
-    packed = experiments.pack_bits(v)
+    packed = evaluation.pack_bits(v)
     assert packed["n"] == n
-    np.testing.assert_array_equal(experiments.unpack_bits(packed), v)
+    np.testing.assert_array_equal(evaluation.unpack_bits(packed), v)
 
 
 # The pool of the 5,000-image subset: 45,000 training images, then 10,000
 # test images, named by the SHA-256 of their paths.
 CIFAR10_5K_POOL_SHA256 = (
     "01564b44aa05e490a806406b8eb4a5e92aca2ae4d07b589cfbbb505db3f1b8e6")
-_ZIP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))), "..", "shared", "data", "cifar10-jpg.zip")
+_ZIP = os.environ.get("CIFAR10_JPG_ZIP") or os.path.join(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data",
+    "cifar10-jpg.zip")
 
 
 @pytest.mark.slow
@@ -366,10 +371,10 @@ _ZIP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                            "user clones do not)")
 def test_cifar10_pool_is_55000_distinct_images_disjoint_from_the_training_arrays(
     tmp_path):
-  from train import config, train as trainer  # pylint: disable=g-import-not-at-top
+  from train import config, loaders  # pylint: disable=g-import-not-at-top
   cache = str(tmp_path)
-  subset = experiments.prepare_data(_ZIP, None, cache, 5000)
-  pool_path = experiments.prepare_pool(_ZIP, None, cache, 5000)
+  subset = study_data.prepare_data(_ZIP, None, cache, 5000)
+  pool_path = study_data.prepare_pool(_ZIP, None, cache, 5000)
   with np.load(pool_path) as f:
     x_pool, files, sha = f["x"], [str(n) for n in f["files"]], str(
         f["files_sha256"])
@@ -383,7 +388,7 @@ def test_cifar10_pool_is_55000_distinct_images_disjoint_from_the_training_arrays
   assert len(_image_keys(x_pool)) == 55_000
   # The trainer's own training arrays: every image of one epoch-sized batch
   # that its loader yields for the subset.
-  src = trainer.open_data(config.Config(dataset="npz", data_dir=subset))
+  src = loaders.open_data(config.Config(dataset="npz", data_dir=subset))
   (x_train, _), = src.train_batches(5000, 0, 0, 1, None)
   assert len(_image_keys(x_train)) == 5000
   assert not _image_keys(x_train) & _image_keys(x_pool)

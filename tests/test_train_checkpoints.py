@@ -1,5 +1,6 @@
 """Checkpoints: what is skipped, what stops a run, and when they are saved."""
 
+import dataclasses
 import json
 import os
 
@@ -102,3 +103,23 @@ def test_a_run_saved_before_a_setting_existed_still_resumes(tmp_path):
   changed = config.Config(workdir=str(tmp_path), image_size=64)
   with pytest.raises(train.TrainError, match="image_size: 224 -> 64"):
     train._check_workdir_config(str(tmp_path), changed)  # pylint: disable=protected-access
+
+
+def test_runs_saved_before_the_new_settings_still_resume(tmp_path):
+  """A config.json written before --crop, --ema-decay, --val-split, ...
+  existed: those settings had their defaults, and Grain always did what is
+  now --crop resized."""
+  new = ("crop", "val_split", "grad_accum", "ema_decay", "tensorboard",
+         "compilation_cache")
+  check = train._check_workdir_config  # pylint: disable=protected-access
+  for loader, crop in (("memory", None), ("grain", "resized")):
+    cfg = config.Config(dataset="imagefolder", data_dir="d", loader=loader,
+                        crop=crop)
+    old = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in new}
+    workdir = tmp_path / loader
+    workdir.mkdir()
+    (workdir / "config.json").write_text(json.dumps(old))
+    check(str(workdir), cfg, write=False)  # the same run
+    for changed in (dict(crop="pad"), dict(ema_decay=0.999)):
+      with pytest.raises(train.TrainError, match=f"{next(iter(changed))}: "):
+        check(str(workdir), dataclasses.replace(cfg, **changed), write=False)

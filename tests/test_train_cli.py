@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from train import __main__ as cli
 from train import config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,6 +36,12 @@ def test_defaults_parse_to_the_config_defaults():
     (["--prob", "1.5"], r"--prob must be in \[0, 1\]"),
     (["--epochs", "two"], "invalid int value"),
     (["--dataset", "cifar10"], "--dataset cifar10 needs --data-dir"),
+    (["--ema-decay", "1"], r"--ema-decay must be in \[0, 1\)"),
+    (["--val-split", "1"], r"--val-split must be in \[0, 1\)"),
+    (["--grad-accum", "0"], "--grad-accum must be >= 1"),
+    (["--crop", "resized"], "--crop resized is done by --loader grain"),
+    (["--crop", "resized", "--dataset", "imagefolder", "--data-dir", "x",
+      "--loader", "memory"], "--crop resized is done by --loader grain"),
 ])
 def test_bad_values_are_usage_errors(argv, message, capsys):
   with pytest.raises(SystemExit) as e:
@@ -51,3 +58,18 @@ def test_missing_data_dir_is_a_clean_error(tmp_path):
       cwd=REPO, capture_output=True, text=True, timeout=120)
   assert out.returncode == 1
   assert "error: --data-dir" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_workdir_that_is_a_file_is_one_line_before_any_data_is_read(
+    tmp_path):
+  blocker = tmp_path / "notes.txt"
+  blocker.write_text("not a directory")
+  # The data dir does not exist either: the workdir must be refused first.
+  for workdir, says in ((blocker, "is a file"),
+                        (blocker / "run", f"lies under {blocker}")):
+    with pytest.raises(SystemExit) as e:
+      cli.main(["--dataset", "imagefolder", "--data-dir",
+                str(tmp_path / "missing"), "--workdir", str(workdir)])
+    message = str(e.value.code)
+    assert message.startswith(f"error: --workdir {workdir} "), message
+    assert says in message and "\n" not in message

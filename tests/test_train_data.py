@@ -12,8 +12,9 @@ from PIL import Image
 
 from train import data
 
-CIFAR_ZIP = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
-                         "data", "cifar10-jpg.zip")
+# The real CIFAR-10 JPEGs, next to the repository (or named by $CIFAR10_JPG_ZIP).
+CIFAR_ZIP = os.environ.get("CIFAR10_JPG_ZIP") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "data", "cifar10-jpg.zip")
 
 
 def _write_cifar10(root, n=4):
@@ -243,3 +244,53 @@ def test_normalisation_statistics_in_float32_chunks():
   assert ds.mean.dtype == ds.std.dtype == np.float32
   # Chunks: less than the uint8 set itself, let alone a float copy (4-8x).
   assert peak < x.nbytes, peak
+
+
+def _jpeg_folder(root, size=16):
+  """2 classes x 3 train and 1 test JPEGs of noise (which JPEG cannot
+  compress much, so that a cut file loses image data, not just padding)."""
+  rng = np.random.default_rng(0)
+  for split, n in (("train", 3), ("test", 1)):
+    for c in ("a", "b"):
+      os.makedirs(root / split / c, exist_ok=True)
+      for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), np.uint8)).save(
+            root / split / c / f"{i}.jpg", quality=95)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_a_damaged_jpeg_is_one_line_naming_the_file(tmp_path, damage):
+  _jpeg_folder(tmp_path)
+  bad = tmp_path / "train" / "b" / "1.jpg"
+  raw = bad.read_bytes()
+  # Truncated: the header survives, the image data is cut (PIL fails on
+  # decoding). Corrupt: not a JPEG at all (PIL fails on opening).
+  bad.write_bytes(raw[:len(raw) * 2 // 3] if damage == "truncated"
+                  else b"\x00garbage" * 50)
+  with pytest.raises(data.DataError) as e:
+    data.load("imagefolder", str(tmp_path))
+  message = str(e.value)
+  assert message.startswith(f"{bad} cannot be decoded"), message
+  assert "truncated or corrupt" in message and "\n" not in message
+
+
+def test_validation_split_is_fixed_per_class_and_disjoint():
+  labels = np.repeat(np.arange(3), [10, 20, 7]).astype(np.int32)
+  train, val = data.validation_split(labels, 0.2)
+  again = data.validation_split(labels, 0.2)
+  np.testing.assert_array_equal(train, again[0])  # fixed by the labels
+  assert np.bincount(labels[val]).tolist() == [2, 4, 1]  # round(0.2 * n)
+  np.testing.assert_array_equal(np.sort(np.concatenate([train, val])),
+                                np.arange(len(labels)))
+  with pytest.raises(data.DataError, match="holds out no image"):
+    data.validation_split(labels, 0.01)
+  with pytest.raises(data.DataError, match="all 2 training images of class"):
+    data.validation_split(np.array([0, 0, 1, 1, 1, 1, 1]), 0.8)
+  # The statistics are those of the images left for training.
+  x = np.arange(37, dtype=np.uint8).reshape(37, 1, 1, 1)
+  src = data.in_memory(*data.hold_out(data.Dataset(
+      x, labels, x[:3], labels[:3], ["a", "b", "c"]), 0.2))
+  assert (src.num_train, src.num_val) == (len(train), len(val))
+  np.testing.assert_allclose(src.mean, x[train].mean(), rtol=1e-6)
+  seen = np.concatenate([xb[m] for xb, _, m in src.val_batches(4, None)])
+  np.testing.assert_array_equal(seen.ravel(), x[val].ravel())

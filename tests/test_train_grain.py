@@ -4,10 +4,13 @@ a small generated folder of JPEGs and PNGs of mixed sizes."""
 import dataclasses
 import functools
 import json
+import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
 import time
+import zipfile
 
 import jax
 import numpy as np
@@ -19,6 +22,7 @@ from train import config
 from train import data
 from train import distributed
 from train import grain_data
+from train import loaders
 from train import train
 
 # Every test here builds a Grain pipeline over JPEG files, most with worker
@@ -27,6 +31,8 @@ pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 12
+# Mixed sizes: the ImageNet-style recipe, to SIZE x SIZE.
+RECIPE = grain_data.Recipe("resized", SIZE, SIZE, flip=True)
 
 
 def make_folder(root, n_train=10, n_test=5, classes=3, seed=0):
@@ -73,7 +79,7 @@ def test_each_image_once_per_epoch_across_processes(files):
   steps_per_epoch = n // batch
   rows = _fake_two_processes_rows(batch)
   per_process = [list(grain_data.train_batches(
-      files, SIZE, True, batch, seed, 0, 2 * steps_per_epoch, rows=r,
+      files, RECIPE, batch, seed, 0, 2 * steps_per_epoch, rows=r,
       workers=0)) for r in rows]
   for step in range(2 * steps_per_epoch):
     (x0, y0), (x1, y1) = per_process[0][step], per_process[1][step]
@@ -95,8 +101,9 @@ def test_eval_counts_each_test_image_once(files):
   batch = 8  # 15 test images: the second global batch is padded
   seen = []
   for r in _fake_two_processes_rows(batch):
-    for x, y, mask in grain_data.eval_batches(files, SIZE, batch, rows=r,
-                                              workers=0):
+    for x, y, mask in grain_data.eval_batches(
+        files.test_paths, files.test_labels, RECIPE, batch, rows=r,
+        workers=0):
       assert x.shape == (batch // 2, SIZE, SIZE, 3)
       assert not x[~mask].any()
       ids = image_ids(x[mask]) - len(files.train_paths)
@@ -107,7 +114,7 @@ def test_eval_counts_each_test_image_once(files):
 
 
 def test_a_stream_resumes_from_its_saved_state_only(files):
-  make = functools.partial(grain_data.train_stream, files, SIZE, True, 8, 0,
+  make = functools.partial(grain_data.train_stream, files, RECIPE, 8, 0,
                            7, workers=0)
   stream, straight = make(), []
   for batch in stream.batches(7, lambda x: x):
@@ -115,7 +122,7 @@ def test_a_stream_resumes_from_its_saved_state_only(files):
     if stream.step == 4:  # two batches beyond it are already read
       state = stream.get_state()
   # The step-0 augmentation grid reads the same batches without a stream.
-  for a, b in zip(straight[:2], grain_data.train_batches(files, SIZE, True, 8,
+  for a, b in zip(straight[:2], grain_data.train_batches(files, RECIPE, 8,
                                                          0, 0, 2, workers=0)):
     jax.tree.map(np.testing.assert_array_equal, a, b)
   resumed = make()
@@ -147,7 +154,7 @@ def test_a_stream_resumes_from_its_saved_state_only(files):
 
 
 def test_worker_processes_give_the_same_batches(files):
-  run = functools.partial(grain_data.train_batches, files, SIZE, True, 8, 0,
+  run = functools.partial(grain_data.train_batches, files, RECIPE, 8, 0,
                           0, 3)
   for (a, b), (c, d) in zip(run(workers=0), run(workers=2)):
     np.testing.assert_array_equal(a, c)
@@ -161,8 +168,8 @@ def test_auto_loader_picks_grain_above_the_memory_budget(files, tmp_path):
                       workers=0)
   # Mixed sizes: the in-memory loader refuses them, and says what to use.
   with pytest.raises(data.DataError, match="--loader grain"):
-    train.open_data(cfg)
-  src = train.open_data(config.Config(**dict(
+    loaders.open_data(cfg)
+  src = loaders.open_data(config.Config(**dict(
       vars(cfg), loader_memory_gb=1e-6)))
   assert src.loader == "grain" and src.image_shape == (SIZE, SIZE, 3)
   assert src.num_train == 30 and src.num_test == 15 and src.num_classes == 3
@@ -224,10 +231,11 @@ assert jax.process_count() == 2 and jax.device_count() == 8
 files = data.scan_imagefolder(sys.argv[2])
 par = train.Parallel("jit")
 rows = par.rows(8)
+recipe = grain_data.Recipe("resized", 12, 12, flip=True)
 run = lambda start: [x for x, _ in grain_data.train_batches(
-    files, 12, True, 8, 0, start, 6, rows=rows, workers=1)]
+    files, recipe, 8, 0, start, 6, rows=rows, workers=1)]
 evals = [(x, y, m) for x, y, m in grain_data.eval_batches(
-    files, 12, 8, rows=rows, workers=1)]
+    files.test_paths, files.test_labels, recipe, 8, rows=rows, workers=1)]
 np.savez(sys.argv[1], rows=rows, straight=np.stack(run(0)),
          resumed=np.stack(run({resume_at})),
          eval_x=np.concatenate([x for x, _, _ in evals]),
@@ -324,3 +332,166 @@ def test_two_processes_killed_with_sigkill_resume_the_same_run(files,
                      ".json, process_1-of-2.json, not process_0-of-1.json"):
     train.train_and_evaluate(config.parse_args(
         args + ["--workdir", str(tmp_path / "straight")]))
+
+
+def _real_cifar(root, per_class, classes=2):
+  """`per_class` train and 2 test JPEGs of each of the first `classes`
+  CIFAR-10 classes, from the real zip."""
+  from test_train_data import CIFAR_ZIP  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(CIFAR_ZIP):
+    pytest.skip(f"real CIFAR-10 JPEG zip not found at {CIFAR_ZIP}")
+  wanted = {"train": per_class, "test": 2}
+  with zipfile.ZipFile(CIFAR_ZIP) as z:
+    names = sorted(n for n in z.namelist() if n.endswith(".jpg"))
+    taken = {}
+    for name in names:  # cifar10/<split>/<class>/NNNN.jpg
+      _, split, label, _ = name.split("/")
+      key = (split, label)
+      if (len({c for s, c in taken if s == split} | {label}) <= classes
+          and taken.get(key, 0) < wanted[split]):
+        taken[key] = taken.get(key, 0) + 1
+        z.extract(name, root)
+  return os.path.join(root, "cifar10")
+
+
+def test_damaged_jpegs_stop_grain_with_one_line_naming_the_file(tmp_path):
+  root = _real_cifar(tmp_path, per_class=8)
+  files = data.scan_imagefolder(root)
+  recipe = grain_data.Recipe("pad", 32, 32)
+  # Truncated: the header survives, the image data is cut, so PIL fails
+  # only when it decodes, in a worker process, after training has started.
+  truncated = files.train_paths[5]
+  with open(truncated, "rb") as f:
+    raw = f.read()
+  with open(truncated, "wb") as f:
+    f.write(raw[:len(raw) // 2])
+  stream = grain_data.train_stream(files, recipe, 8, 0, 4, workers=1)
+  with pytest.raises(data.DataError) as e:
+    for _ in stream.batches(4, lambda x: x):
+      pass
+  message = str(e.value)
+  assert message.startswith(f"{truncated} cannot be decoded"), message
+  assert "Replace it" in message and "\n" not in message
+  # The worker is stopped, not left for the garbage collector.
+  assert multiprocessing.active_children() == []
+  # Corrupt (not a JPEG at all), in the sample the statistics are read
+  # from: the run stops before training, naming the file.
+  corrupt = files.train_paths[2]
+  with open(corrupt, "wb") as f:
+    f.write(b"\xff\xd8 this is not image data " * 20)
+  cfg = config.Config(dataset="imagefolder", data_dir=root, loader="grain",
+                      workers=0)
+  with pytest.raises(data.DataError, match=f"^{corrupt} cannot be decoded"):
+    loaders.open_data(cfg)
+
+
+def _png_folder(root, side=16):
+  """PNGs (lossless, so both loaders decode the same pixels) of one size."""
+  rng = np.random.default_rng(0)
+  for split, n in (("train", 12), ("test", 5)):
+    for c in ("a", "b"):
+      os.makedirs(os.path.join(root, split, c))
+      for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), np.uint8)).save(
+            os.path.join(root, split, c, f"{i}.png"))
+  return str(root)
+
+
+def test_small_images_keep_their_size_and_the_in_memory_recipe(files,
+                                                               tmp_path,
+                                                               caplog):
+  root = _png_folder(tmp_path / "small")
+  # The default --image-size 224 must not upscale 16-px images.
+  cfg = config.Config(dataset="imagefolder", data_dir=root, loader="grain",
+                      workers=0)
+  src = loaders.open_data(cfg)
+  assert src.image_shape == (16, 16, 3)
+  assert src.settings == dict(loader="grain", crop="pad")
+  assert src.step_settings == {}  # the step pads, crops and flips
+  memory = loaders.open_data(dataclasses.replace(cfg, loader="memory"))
+  for a, b in zip(src.train_batches(8, 3, 0, 4, None),
+                  memory.train_batches(8, 3, 0, 4, None)):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+  for a, b in zip(src.eval_batches(8, None), memory.eval_batches(8, None)):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+  np.testing.assert_allclose(src.mean, memory.mean, rtol=1e-5)
+  assert "resizes the images UP" not in caplog.text
+  # Resizing up only when asked for, and then with a warning.
+  resized = loaders.open_data(dataclasses.replace(cfg, crop="resized",
+                                                  image_size=24))
+  assert resized.image_shape == (24, 24, 3)
+  assert resized.step_settings == dict(crop_pad=0, flip=False)
+  assert "--image-size 24 resizes the images UP" in caplog.text
+  # Images of several sizes cannot be padded as they are.
+  mixed = os.path.dirname(os.path.dirname(os.path.dirname(
+      files.train_paths[0])))
+  with pytest.raises(data.DataError, match="--crop pad reads images of one "
+                     "size, but the training images have sizes"):
+    loaders.open_data(dataclasses.replace(cfg, data_dir=mixed, crop="pad"))
+
+
+# Grain workers reading batches: to the end, stopped early, and for eval,
+# then a normal exit (mode "clean"); or reading while the test kills this
+# process with SIGKILL (mode "orphan").
+_READER = """
+import multiprocessing, sys, time
+from train import data, grain_data
+
+def main():
+  files = data.scan_imagefolder(sys.argv[1])
+  recipe = grain_data.Recipe("resized", 12, 12, flip=True)
+  if sys.argv[2] == "clean":
+    for _ in grain_data.train_batches(files, recipe, 8, 0, 0, 6, workers=2):
+      pass
+    stream = grain_data.train_stream(files, recipe, 8, 0, 6, workers=2)
+    for i, _ in enumerate(stream.batches(6, lambda x: x)):
+      if i == 2:
+        break  # as an error or a signal stops a run
+    for _ in grain_data.eval_batches(files.test_paths, files.test_labels,
+                                     recipe, 8, workers=2):
+      pass
+    print("done", multiprocessing.active_children(), flush=True)
+  else:
+    batches = grain_data.train_batches(files, recipe, 8, 0, 0, 10**6,
+                                       workers=2)
+    next(batches)
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()),
+          flush=True)
+    time.sleep(600)
+
+if __name__ == "__main__":
+  main()
+"""
+
+
+def _alive(pid):
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # not a zombie
+  except FileNotFoundError:
+    return False
+
+
+@pytest.mark.slow
+def test_grain_workers_free_their_memory_and_die_with_their_parent(files):
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      files.train_paths[0])))
+  clean = subprocess.run([sys.executable, "-c", _READER, root, "clean"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert clean.returncode == 0, clean.stderr[-3000:]
+  assert clean.stdout.strip() == "done []"
+  assert "leaked" not in clean.stderr and "Traceback" not in clean.stderr, (
+      clean.stderr[-3000:])
+
+  proc = subprocess.Popen([sys.executable, "-c", _READER, root, "orphan"],
+                          cwd=REPO, stdout=subprocess.PIPE, text=True)
+  try:
+    workers = [int(p) for p in proc.stdout.readline().split()]
+  finally:
+    proc.kill()
+    proc.wait()
+  assert len(workers) == 2
+  deadline = time.time() + 20
+  while time.time() < deadline and any(_alive(p) for p in workers):
+    time.sleep(0.2)
+  assert not any(_alive(p) for p in workers), "workers outlived their parent"

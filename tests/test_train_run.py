@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import signal
@@ -16,6 +17,8 @@ import pytest
 from train import checkpoints
 from train import data
 from train import config
+from train import metrics
+from train import steps as train_steps
 from train import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,8 +190,138 @@ def test_a_wrong_eval_count_is_an_error_not_an_assert(monkeypatch):
   x, y = np.zeros((10, 2, 2, 1), np.uint8), np.zeros(10, np.int32)
   src = data.in_memory(data.Dataset(x, y, x, y, ["a"]))
   par = train.Parallel("jit")
-  assert train._evaluate(eval_step, par, src, 8, None) == (0.0, 1.0)  # pylint: disable=protected-access
+  evaluate = lambda: train._evaluate(eval_step, par, src.eval_batches(8, None),  # pylint: disable=protected-access
+                                     src.num_test, None)
+  assert evaluate() == dict(loss=0.0, accuracy=1.0)
   monkeypatch.setattr(data, "eval_batches", drop_one)
-  with pytest.raises(train.TrainError,
-                     match="counted 8 test samples, expected 10"):
-    train._evaluate(eval_step, par, src, 8, None)  # pylint: disable=protected-access
+  with pytest.raises(train.TrainError, match="counted 8 samples, expected 10"):
+    evaluate()
+
+
+def _tensorboard_tags(logdir):
+  """The scalar tags of TensorBoard event files (TFRecord framing: length,
+  its CRC, an Event proto, its CRC), read with tensorboardX's protos."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  tags = set()
+  for name in os.listdir(logdir):
+    with open(os.path.join(logdir, name), "rb") as f:
+      raw = f.read()
+    at = 0
+    while at < len(raw):
+      length = int.from_bytes(raw[at:at + 8], "little")
+      event = event_pb2.Event.FromString(raw[at + 12:at + 12 + length])
+      tags.update(v.tag for v in event.summary.value)
+      at += 12 + length + 4
+  return tags
+
+
+@pytest.mark.slow
+def test_a_run_records_what_it_used(tmp_path, caplog, fast_compile):
+  """The metrics of a short run with every model-selection option: the
+  learning rate each step used, throughput, per-step records, validation,
+  EMA and TensorBoard, and a warning about its too-long warm-up."""
+  pytest.importorskip("tensorboardX")
+  cfg = config.Config(workdir=str(tmp_path), model="tiny", epochs=2,
+                      batch_size=256, warmup_epochs=2, log_every=2,
+                      ema_decay=0.9, val_split=0.1, tensorboard=True,
+                      progress=False)
+  result = train.train_and_evaluate(cfg)
+  assert "never decays" in caplog.text
+  steps_per_epoch = (1438 - 144) // 256  # 144 held out for validation
+  assert result["step"] == 2 * steps_per_epoch
+  _, schedule = train_steps.make_optimizer(cfg, steps_per_epoch,
+                                           2 * steps_per_epoch)
+  used = lambda step: float(schedule(step - 1))  # step 1 uses schedule(0)
+  epochs = metrics.read(str(tmp_path / "metrics.jsonl"))
+  for r in epochs:
+    assert r["lr"] == used(r["step"]) > 0
+    assert r["images_per_second"] > 0
+    # Every epoch is evaluated on the validation set, the weights and
+    # their average; the test set only at the end.
+    for key in ("val_accuracy", "ema_val_accuracy", "ema_val_loss"):
+      assert 0 <= r[key] <= 10
+  assert "test_accuracy" not in epochs[0]
+  assert epochs[1]["test_accuracy"] == result["test_accuracy"]
+  assert "ema_test_accuracy" in epochs[1]
+  assert "test_top5_accuracy" not in result  # 10 classes: top-1 only
+  logged = metrics.read(str(tmp_path / "steps.jsonl"))
+  assert [r["step"] for r in logged] == list(range(2, 11, 2))
+  for r in logged:
+    assert r["lr"] == used(r["step"]) and math.isfinite(r["loss"])
+    assert r["images_per_second"] > 0
+  tags = _tensorboard_tags(str(tmp_path / "tensorboard"))
+  assert {"train/loss", "train/lr", "train/images_per_second",
+          "epoch/train_loss", "epoch/val_accuracy", "epoch/test_accuracy",
+          "epoch/ema_val_accuracy"} <= tags
+
+
+def test_a_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path,
+                                                             caplog):
+  path = tmp_path / "metrics.jsonl"
+  lines = [json.dumps(dict(epoch=e, step=10 * e)) for e in (1, 2, 3)]
+  # What a crash in the middle of writing the fourth record leaves.
+  path.write_text("\n".join(lines) + '\n{"epoch": 4, "st')
+  log = metrics.JsonLines(str(path), restored_step=20)
+  assert log.records == [dict(epoch=1, step=10), dict(epoch=2, step=20)]
+  assert "dropped its last line, torn by a crash" in caplog.text
+  assert path.read_text() == "\n".join(lines[:2]) + "\n"
+  log.append(dict(epoch=3, step=30))
+  assert metrics.read(str(path))[-1] == dict(epoch=3, step=30)
+  # Damage anywhere else is not a crash's: it stops, naming the line.
+  path.write_text(lines[0] + "\n{oops\n" + lines[1] + "\n")
+  with pytest.raises(metrics.MetricsError, match="metrics.jsonl, line 2,"):
+    metrics.JsonLines(str(path), restored_step=20)
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_saves_and_the_rerun_ends_identically(tmp_path):
+  """SIGTERM while training (almost surely mid-epoch), with no checkpoint
+  due for 10 minutes: the run saves where it is, says where it resumes and
+  exits 143;
+  the same command resumes there and ends bit for bit where an
+  uninterrupted run does. Both reuse the compiled steps from the opt-in
+  persistent compilation cache."""
+  cache = tmp_path / "jax_cache"
+  cmd = lambda workdir: [
+      sys.executable, "-m", "train", "--model", "tiny", "--epochs", "3",
+      "--batch-size", "32", "--log-every", "1", "--no-progress",
+      "--compilation-cache", str(cache), "--workdir", str(workdir)]
+  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+  total = 3 * (1438 // 32)
+  run = lambda workdir: subprocess.run(cmd(workdir), cwd=REPO, env=env,
+                                       capture_output=True, text=True,
+                                       timeout=300)
+  straight = run(tmp_path / "straight")
+  assert straight.returncode == 0, straight.stderr[-2000:]
+  assert os.listdir(cache)  # the compiled steps were cached
+  workdir = tmp_path / "stopped"
+  proc = subprocess.Popen(cmd(workdir), cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  try:
+    steps_file = workdir / "steps.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (
+        steps_file.exists() and steps_file.read_text()):
+      time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+  finally:
+    proc.kill()
+  assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+  assert "Traceback" not in err
+  stopped_at = int(err.split("stopped by SIGTERM after step ")[1].split()[0])
+  assert 0 < stopped_at < total, err
+  assert f"resume from step {stopped_at}" in err
+  assert os.listdir(workdir / "checkpoints") == [str(stopped_at)]
+  resumed = run(workdir)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert f"Resuming from step {stopped_at} of {total}" in resumed.stdout
+  from test_train_multiprocess import _restore  # pylint: disable=g-import-not-at-top
+  jax.tree.map(np.testing.assert_array_equal,
+               _restore(str(workdir), total),
+               _restore(str(tmp_path / "straight"), total))
+  # The epoch it stopped in reports its whole mean train loss.
+  losses = lambda w: [r["train_loss"] for r in metrics.read(
+      str(w / "metrics.jsonl"))]
+  assert losses(workdir) == losses(tmp_path / "straight")

@@ -1,6 +1,7 @@
 """One-step smoke tests of the trainer's steps on 8 simulated CPU devices."""
 
 import dataclasses
+import functools
 import math
 import re
 
@@ -327,3 +328,112 @@ def test_weight_decay_mask_reaches_the_optimizer():
   k = "head/kernel"
   np.testing.assert_allclose(updates[k], -0.1 * 1.9 * 0.5 * params[k],
                              rtol=1e-6)
+
+
+def _dot_products(cfg):
+  fn = functools.partial(steps.augment, cfg=cfg, num_classes=NUM_CLASSES,
+                         mean=np.zeros(3, np.float32),
+                         std=np.ones(3, np.float32))
+  jaxpr = jax.make_jaxpr(fn)(jax.random.key(0),
+                             jnp.zeros((4,) + IMAGE_SHAPE, jnp.uint8),
+                             jnp.zeros(4, jnp.int32))
+  return str(jaxpr).count("dot_general")
+
+
+def test_no_crop_einsum_when_the_loader_crops_and_flips():
+  # Grain's resized recipe sets pad 0 and no flip: the one-hot crop products
+  # would copy every image unchanged.
+  base = config.Config(aug="none", crop_pad=0, flip=False).resolved("fake", 12)
+  assert _dot_products(base) == 0
+  assert _dot_products(dataclasses.replace(base, crop_pad=4)) == 2
+  assert _dot_products(dataclasses.replace(base, flip=True)) == 2
+
+
+def test_short_runs_warn_about_the_schedule_they_get():
+  lr = lambda schedule, s: float(schedule(s))
+  # Cosine, 1 epoch of 10 steps with 2 warm-up epochs: it never decays.
+  cfg = config.Config(lr=0.4, epochs=1, warmup_epochs=2)
+  (warning,) = steps.schedule_warnings(cfg, 10, 10)
+  assert "covers the whole run (10 steps)" in warning
+  assert "never decays" in warning
+  _, schedule = steps.make_optimizer(cfg, 10, 10)
+  assert all(lr(schedule, s) < lr(schedule, s + 1) for s in range(9))
+  # Step schedule, 40 steps: milestones at 20 and 30.
+  step = dataclasses.replace(cfg, schedule="step", epochs=4)
+  merged = dataclasses.replace(step, warmup_epochs=3)  # warm-up 30 steps
+  (warning,) = steps.schedule_warnings(merged, 10, 40)
+  assert "merge into a single x0.1 decay" in warning
+  _, schedule = steps.make_optimizer(merged, 10, 40)
+  assert lr(schedule, 40) == pytest.approx(0.04)  # not 0.004
+  late = dataclasses.replace(step, warmup_epochs=2.5)  # 25 steps
+  (warning,) = steps.schedule_warnings(late, 10, 40)
+  assert "(step 20): its x0.1 decay comes at step 26" in warning
+  _, schedule = steps.make_optimizer(late, 10, 40)
+  assert lr(schedule, 25) == pytest.approx(0.4)
+  assert lr(schedule, 26) == pytest.approx(0.04)
+  for fine in (cfg, step):
+    assert steps.schedule_warnings(dataclasses.replace(
+        fine, warmup_epochs=1), 10, 40) == []
+
+
+def test_ema_is_the_moving_average_of_the_new_weights():
+  def train_step(state, x):
+    new = dict(state, params={"w": state["params"]["w"] + x},
+               batch_stats={"m": state["batch_stats"]["m"] - x})
+    return new, {}
+
+  state = steps.init_ema(dict(params={"w": jnp.ones(3)},
+                              batch_stats={"m": jnp.zeros(2)}))
+  step = steps.with_ema(train_step, 0.75)
+  state, _ = step(state, 4.0)
+  np.testing.assert_array_equal(state["params"]["w"], 5.0)
+  np.testing.assert_array_equal(state["ema"]["params"]["w"],
+                                0.75 * 1 + 0.25 * 5)
+  state, _ = step(state, 4.0)
+  np.testing.assert_array_equal(state["ema"]["params"]["w"],
+                                0.75 * 2 + 0.25 * 9)
+  np.testing.assert_array_equal(state["ema"]["batch_stats"]["m"],
+                                0.75 * -1 + 0.25 * -8)
+
+
+def test_top5_accuracy_is_counted_from_100_classes(fast_compile):
+  cfg = config.Config(model="tiny", warmup_epochs=0).resolved("fake", 12)
+  par = train.Parallel("jit")
+  mean, std = np.full(3, 100.0, np.float32), np.full(3, 50.0, np.float32)
+  t = train.build(cfg, par, 100, IMAGE_SHAPE, mean, std, 10, 100)
+  x, _ = _batch()
+  model = nnx.merge(t.graphdef, t.state["params"], t.state["batch_stats"])
+  logits = np.asarray(model((x - mean) / std, train=False))
+  ranks = np.argsort(-logits, axis=-1)
+  # Labels at ranks 0..7 of each sample's logits: 5 of every 8 are top-5.
+  labels = ranks[np.arange(BATCH), np.arange(BATCH) % 8].astype(np.int32)
+  mask = np.ones(BATCH, bool)
+  out = jax.device_get(t.eval_step(par.put_state(t.state), par.put_batch(x),
+                                   par.put_batch(labels), par.put_batch(mask)))
+  assert int(out["correct5"]) == 10 and int(out["correct"]) == 2
+
+
+@pytest.mark.slow
+def test_grad_accum_applies_the_mean_gradient_every_k_steps(fast_compile):
+  # No augmentation, and two identical micro-batches: BatchNorm sees the
+  # same statistics, so two accumulated steps make the update of one step
+  # on that batch.
+  plain = dict(aug="none", crop_pad=0, flip=False)
+  _, par, t1 = _trainer(**plain)
+  _, _, t2 = _trainer(grad_accum=2, **plain)
+  x, y = _batch()
+  key = jax.random.key(0)
+  put = lambda: (par.put_batch(x), par.put_batch(y))
+  one, _ = t1.train_step(par.put_state(t1.state), *put(), key)
+  initial = jax.device_get(t2.state["params"])  # the step donates the state
+  state = par.put_state(t2.state)
+  state, _ = t2.train_step(state, *put(), key)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(
+      state["params"]), initial)  # accumulated, not applied
+  state, _ = t2.train_step(state, *put(), key)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5,
+                                 atol=1e-7),
+               jax.device_get(state["params"]), jax.device_get(one["params"]))
+  # The schedule counts updates: steps 1 and 2 used the first one's rate.
+  assert t2.lr_at(1) == t2.lr_at(2) == float(t2.schedule(0))
+  assert t2.lr_at(3) == float(t2.schedule(1)) != t2.lr_at(2)

@@ -15,6 +15,7 @@ SCHEDULES = ("cosine", "step")
 PARALLEL = ("jit", "pmap")
 DTYPES = ("float32", "bfloat16")
 LOADERS = ("auto", "memory", "grain", "device")
+CROPS = ("pad", "resized")
 TARGETS = ("kway", "dense")
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -43,6 +44,8 @@ class Config:
   loader: str = "auto"
   loader_memory_gb: float = 4.0
   image_size: int = 224
+  crop: Optional[str] = None
+  val_split: float = 0.0
   workers: int = 4
   model: str = "resnet20"
   width: Optional[int] = None
@@ -58,6 +61,8 @@ class Config:
   label_smoothing: Optional[float] = None
   targets: str = "kway"
   grad_clip: float = 0.0
+  grad_accum: int = 1
+  ema_decay: float = 0.0
   aug: str = "cutmix"
   alpha: float = 1.0
   prob: Optional[float] = None
@@ -76,6 +81,8 @@ class Config:
   ckpt_keep: int = 2
   log_every: int = 10
   progress: bool = True
+  tensorboard: bool = False
+  compilation_cache: Optional[str] = None
   distributed: Optional[bool] = None
   coordinator_address: Optional[str] = None
   num_processes: Optional[int] = None
@@ -124,6 +131,12 @@ class Config:
         (self.targets in TARGETS, f"--targets must be one of {TARGETS}"),
         (self.loader != "grain" or self.dataset == "imagefolder",
          "--loader grain reads --dataset imagefolder only"),
+        (self.crop in (None,) + CROPS, f"--crop must be one of {CROPS}"),
+        (self.crop != "resized" or (self.dataset == "imagefolder"
+                                    and self.loader in ("auto", "grain")),
+         "--crop resized is done by --loader grain, which reads --dataset "
+         "imagefolder"),
+        (0 <= self.val_split < 1, "--val-split must be in [0, 1)"),
         (self.loader_memory_gb > 0, "--loader-memory-gb must be > 0"),
         (self.image_size >= 1, "--image-size must be >= 1"),
         (self.workers >= 0, "--workers must be >= 0"),
@@ -139,6 +152,9 @@ class Config:
         (self.label_smoothing is None or 0 <= self.label_smoothing < 1,
          "--label-smoothing must be in [0, 1)"),
         (self.grad_clip >= 0, "--grad-clip must be >= 0 (0 turns it off)"),
+        (self.grad_accum >= 1, "--grad-accum must be >= 1 (1 turns it off)"),
+        (0 <= self.ema_decay < 1,
+         "--ema-decay must be in [0, 1) (0 turns it off)"),
         (self.alpha > 0, "--alpha must be > 0"),
         (self.prob is None or 0 <= self.prob <= 1,
          "--prob must be in [0, 1]"),
@@ -177,16 +193,27 @@ _HELP = {
     "data_dir": "path to the dataset (not used by digits)",
     "loader": "memory: decode the whole dataset into RAM (images of one "
               "size); grain: read an imagefolder batch by batch with Grain "
-              "worker processes (RandomResizedCrop and flip for training, "
-              "resize and centre crop for eval, to --image-size); auto: "
-              "grain for an imagefolder larger than --loader-memory-gb "
-              "decoded, else memory; device: as memory, but the training "
-              "images live on the devices (replicated) and each step "
-              "gathers its batch by index inside the jitted step, for "
+              "worker processes (see --crop); auto: grain for an "
+              "imagefolder larger than --loader-memory-gb decoded, or with "
+              "--crop resized, else memory; device: as memory, but the "
+              "training images live on the devices (replicated) and each "
+              "step gathers its batch by index inside the jitted step, for "
               "datasets far smaller than one device's memory",
     "loader_memory_gb": "the decoded size above which --loader auto reads "
                         "an imagefolder with Grain",
-    "image_size": "side of the square crops of --loader grain",
+    "image_size": "side of the square crops of --crop resized (a warning "
+                  "says when it resizes the images up)",
+    "crop": "the recipe of --loader grain: pad (the images keep their "
+            "size; random crop of the image padded by --crop-pad, and flip, "
+            "on the device, as the in-memory loader does; test images as "
+            "they are) or resized (RandomResizedCrop to --image-size and "
+            "flip in the workers; test images resized and centre-cropped) "
+            "(default: pad for images of one size up to 64 px, else "
+            "resized)",
+    "val_split": "hold out this fraction of the training images (per "
+                 "class, fixed by the data, not --seed) as a validation set, "
+                 "evaluated every --eval-every epochs in place of the test "
+                 "set, which is then evaluated once, at the end (0: off)",
     "workers": "Grain worker processes per process that decode and crop "
                "(0: threads of the training process)",
     "model": "ResNet: tiny (tests), resnet20/32/56 (CIFAR-style), "
@@ -227,6 +254,13 @@ _HELP = {
                "[batch, classes] targets and optax's loss. The same loss to "
                "float rounding",
     "grad_clip": "clip gradients to this global norm (0: off)",
+    "grad_accum": "accumulate the gradients of this many steps of "
+                  "--batch-size before each update (optax.MultiSteps): the "
+                  "update's batch is --batch-size x --grad-accum, and the "
+                  "schedule counts updates (1: off)",
+    "ema_decay": "keep an exponential moving average of the weights (and "
+                 "BatchNorm statistics) with this decay per step, evaluated "
+                 "alongside the trained weights (0: off)",
     "aug": "batch augmentation after crop and flip: none, cutmix, mixup, mix "
            "(CutMix or MixUp, switched), cutout, transmix (mix, with "
            "TransMix's labels from a ViT's attention)",
@@ -242,9 +276,9 @@ _HELP = {
     "cutout_size": "Cutout box side in pixels (default: half the image side)",
     "crop_pad": "padding (with the mean colour) for the random crop "
                 "(default: image side / 8, so 4 on CIFAR; always 0 with "
-                "--loader grain, which crops in its workers)",
+                "--crop resized, which crops in the Grain workers)",
     "flip": "random horizontal flips (default: on, except on digits; with "
-            "--loader grain, done in its workers)",
+            "--crop resized, done in the Grain workers)",
     "parallel": "jit: jax.jit over a device mesh, batch sharded on 'data'; "
                 "pmap: the legacy jax.pmap path (single process only)",
     "seed": "seed of initialisation, data order and augmentation",
@@ -259,9 +293,17 @@ _HELP = {
                     "have passed since the last one (0: every --ckpt-every "
                     "steps); a killed run loses at most one interval",
     "ckpt_keep": "how many of the most recent checkpoints to keep",
-    "log_every": "update the progress bar and check the loss every this "
-                 "many steps",
+    "log_every": "every this many steps: update the progress bar, check "
+                 "the loss, and write the loss, learning rate and images per "
+                 "second to steps.jsonl (and TensorBoard)",
     "progress": "show a progress bar (on process 0 only)",
+    "tensorboard": "also write the metrics as TensorBoard event files to "
+                   "<workdir>/tensorboard (needs tensorboardX: pip install "
+                   "'cutmix-jax[tensorboard]')",
+    "compilation_cache": "a directory for JAX's persistent compilation "
+                         "cache: a rerun (or a resumed run) loads the "
+                         "compiled steps instead of compiling again "
+                         "(default: off)",
     "distributed": "join a multi-process run with jax.distributed.initialize() "
                    "(--parallel jit only): --distributed always (JAX detects "
                    "TPU pods, SLURM and Open MPI), --no-distributed never "
@@ -302,8 +344,8 @@ def make_parser() -> argparse.ArgumentParser:
   )
   choices = {"dataset": DATASETS, "model": tuple(models.MODELS), "aug": AUGS,
              "mode": MODES, "schedule": SCHEDULES, "parallel": PARALLEL,
-             "dtype": DTYPES, "loader": LOADERS, "targets": TARGETS,
-             "optimizer": OPTIMIZERS}
+             "dtype": DTYPES, "loader": LOADERS, "crop": CROPS,
+             "targets": TARGETS, "optimizer": OPTIMIZERS}
   for field in dataclasses.fields(Config):
     flag = "--" + field.name.replace("_", "-")
     kwargs = dict(default=field.default, help=_HELP[field.name])

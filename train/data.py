@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import os
 import pickle
 import tarfile
@@ -317,19 +318,45 @@ def scan_imagefolder(root: str) -> ImageFiles:
   return ImageFiles(*list_split("train"), *list_split(test_name), class_names)
 
 
+def decode_errors() -> tuple[type[Exception], ...]:
+  """What PIL raises for a file it cannot read."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  return (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def decode_error(path: str, e: Exception) -> DataError:
+  """The one-line error for an image file that PIL cannot read."""
+  return DataError(
+      f"{path} cannot be decoded ({type(e).__name__}: {e}): the file looks "
+      "truncated or corrupt. Replace it with a good copy, or delete it from "
+      "the folder.")
+
+
+def read_rgb(path: str):
+  """Decodes an image file into an RGB PIL image.
+
+  Raises:
+    DataError: naming the file, if it cannot be decoded (a truncated or
+      corrupt file): one line, whichever loader or worker process read it.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(path) as im:
+      return im.convert("RGB")
+  except decode_errors() as e:
+    raise decode_error(path, e) from None
+
+
 def load_imagefolder(root: str) -> Dataset:
   """`<root>/train/<class>/*.jpg|png` plus `<root>/test` or `<root>/val`,
   decoded into memory; all images must have one size."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-
   files = scan_imagefolder(root)
   first = {}
 
   def read(paths):
     images = []
     for path in paths:
-      with Image.open(path) as im:
-        image = np.asarray(im.convert("RGB"))
+      image = np.asarray(read_rgb(path))
       if not first:
         first.update(path=path, shape=image.shape)
       elif image.shape != first["shape"]:
@@ -349,17 +376,28 @@ def load_imagefolder(root: str) -> Dataset:
 # Batches
 
 
+@functools.lru_cache(maxsize=2)
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
   """The training order of an epoch: a function of (seed, epoch) only, so a
-  resumed run replays exactly the batches an uninterrupted one would."""
-  return np.random.default_rng([seed, epoch]).permutation(n)
+  resumed run replays exactly the batches an uninterrupted one would.
+
+  Cached (read-only): every step of an epoch, and every image a Grain worker
+  reads, looks its index up in the same permutation.
+  """
+  perm = np.random.default_rng([seed, epoch]).permutation(n)
+  perm.flags.writeable = False
+  return perm
 
 
 def train_batch_indices(
     seed: int, step: int, steps_per_epoch: int, n: int, batch_size: int
 ) -> np.ndarray:
   """The global sample indices of training step `step` (0-based): a function
-  of (seed, epoch, position in the epoch) only, whatever the topology."""
+  of (seed, epoch, position in the epoch) only, whatever the topology.
+
+  Each epoch is a fresh permutation; its last partial batch is dropped, so
+  that every step has the same shape (one compilation).
+  """
   epoch, i = divmod(step, steps_per_epoch)
   perm = epoch_permutation(seed, epoch, n)
   return perm[i * batch_size : (i + 1) * batch_size]
@@ -369,10 +407,8 @@ def train_batches(
     ds: Dataset, batch_size: int, seed: int, start_step: int, num_steps: int,
     rows: Optional[np.ndarray] = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """Training batches for global steps `[start_step, num_steps)`.
-
-  Each epoch is a fresh permutation; the last partial batch of an epoch is
-  dropped so every step has the same shape (one compilation).
+  """Training batches for global steps `[start_step, num_steps)`, in the
+  order of `train_batch_indices`.
 
   Args:
     ds: the dataset.
@@ -383,32 +419,38 @@ def train_batches(
     rows: the rows of each global batch to load (this process's share, see
       `train.distributed.local_rows`); None: the whole global batch.
   """
-  steps_per_epoch = len(ds.x_train) // batch_size
+  n = len(ds.x_train)
   for step in range(start_step, num_steps):
-    epoch, i = divmod(step, steps_per_epoch)
-    if i == 0 or step == start_step:
-      perm = epoch_permutation(seed, epoch, len(ds.x_train))
-    idx = perm[i * batch_size : (i + 1) * batch_size]
+    idx = train_batch_indices(seed, step, n // batch_size, n, batch_size)
     if rows is not None:
       idx = idx[rows]
     yield ds.x_train[idx], ds.y_train[idx]
+
+
+def eval_batch_indices(n: int, batch_size: int,
+                       rows: Optional[np.ndarray] = None) -> np.ndarray:
+  """The sample indices of every evaluation batch: `[num_batches, rows]`,
+  -1 where the last global batch is padded.
+
+  Every sample is in exactly one global batch. With `rows` (this process's
+  rows of each global batch, as in `train_batches`), only those rows; over
+  all processes every sample is still counted exactly once.
+  """
+  num_batches = -(-n // batch_size)
+  idx = np.arange(num_batches * batch_size).reshape(num_batches, batch_size)
+  if rows is not None:
+    idx = idx[:, rows]
+  return np.where(idx < n, idx, -1)
 
 
 def eval_batches(
     x: np.ndarray, y: np.ndarray, batch_size: int,
     rows: Optional[np.ndarray] = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-  """Every sample exactly once: the last batch is zero-padded and masked.
-
-  With `rows` (this process's rows of each global batch, as in
-  `train_batches`), only those rows of each padded global batch are loaded;
-  over all processes every sample is still counted exactly once.
-  """
-  for start in range(0, len(x), batch_size):
-    idx = np.arange(start, start + batch_size)
-    if rows is not None:
-      idx = idx[rows]
-    mask = idx < len(x)
+  """Every sample exactly once (`eval_batch_indices`): the padding of the
+  last batch is zeros, masked out."""
+  for idx in eval_batch_indices(len(x), batch_size, rows):
+    mask = idx >= 0
     idx = np.where(mask, idx, 0)
     xb = np.where(mask.reshape((-1,) + (1,) * (x.ndim - 1)), x[idx],
                   np.zeros((), x.dtype))
@@ -423,12 +465,18 @@ def prefetch(iterator, put, size: int = 2):
   next batch is copied while the current step runs.
   """
   queue = collections.deque()
-  for batch in iterator:
-    queue.append(jax.tree.map(put, batch))
-    if len(queue) == size:
+  try:
+    for batch in iterator:
+      queue.append(jax.tree.map(put, batch))
+      if len(queue) == size:
+        yield queue.popleft()
+    while queue:
       yield queue.popleft()
-  while queue:
-    yield queue.popleft()
+  finally:
+    # Stops a loader's worker processes now, also when the consumer stops
+    # early (an error, an interrupt), not whenever the iterator is collected.
+    if hasattr(iterator, "close"):
+      iterator.close()
 
 
 @dataclasses.dataclass
@@ -452,6 +500,14 @@ class Source:
       checkpoints (Grain): `(batch_size, seed, num_steps, rows)` -> a
       `grain_data.TrainStream` over global steps `[0, num_steps)`. None for
       the in-memory loader, whose state is the step alone.
+    num_val: validation images (`--val-split`; 0: none).
+    val_batches: as `eval_batches`, over the validation images (None
+      without them).
+    settings: `Config` fields that the loader fixes, recorded in the run's
+      config.json so that a resumed run reads its data the same way.
+    step_settings: `Config` fields for the on-device train step, where the
+      loader already does part of its work (a loader that crops and flips
+      sets `crop_pad` 0 and `flip` False).
   """
 
   num_train: int
@@ -464,14 +520,24 @@ class Source:
   eval_batches: Callable[..., Iterator]
   loader: str
   train_stream: Optional[Callable[..., Any]] = None
+  num_val: int = 0
+  val_batches: Optional[Callable[..., Iterator]] = None
+  settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+  step_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
 
 
-def in_memory(ds: Dataset) -> Source:
-  """A `Source` over arrays in memory."""
+def in_memory(ds: Dataset,
+              val: Optional[tuple[np.ndarray, np.ndarray]] = None) -> Source:
+  """A `Source` over arrays in memory; `val`: validation `(images,
+  labels)`, held out of `ds`'s training images (`validation_split`)."""
+  val_batches = None
+  if val is not None:
+    val_batches = lambda batch_size, rows: eval_batches(*val, batch_size,
+                                                        rows=rows)
   return Source(
       len(ds.x_train), len(ds.x_test), ds.class_names, ds.image_shape,
       ds.mean, ds.std,
@@ -479,4 +545,42 @@ def in_memory(ds: Dataset) -> Source:
           ds, batch_size, seed, start, stop, rows=rows),
       lambda batch_size, rows: eval_batches(ds.x_test, ds.y_test, batch_size,
                                             rows=rows),
-      "memory")
+      "memory", num_val=0 if val is None else len(val[1]),
+      val_batches=val_batches)
+
+
+def validation_split(labels: np.ndarray, fraction: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+  """The training and validation indices of a `--val-split`: `fraction` of
+  each class (rounded) held out, fixed by the labels alone (not by a run's
+  seed), so that every run of a study holds out the same images.
+
+  Raises:
+    DataError: if no image, or every image of a class, would be held out.
+  """
+  rng = np.random.default_rng(0)
+  val = np.zeros(len(labels), bool)
+  for c in np.unique(labels):
+    idx = rng.permutation(np.flatnonzero(labels == c))
+    count = int(round(len(idx) * fraction))
+    if count == len(idx):
+      raise DataError(
+          f"--val-split {fraction} would hold out all {count} training "
+          f"images of class {c}; use a smaller fraction.")
+    val[idx[:count]] = True
+  if not val.any():
+    raise DataError(
+        f"--val-split {fraction} holds out no image of the {len(labels)} "
+        "training images (it rounds to 0 per class); use a larger fraction.")
+  return np.flatnonzero(~val), np.flatnonzero(val)
+
+
+def hold_out(ds: Dataset, fraction: float
+             ) -> tuple[Dataset, tuple[np.ndarray, np.ndarray]]:
+  """`ds` less `validation_split(fraction)` of its training images (its
+  normalisation statistics are those of the images left for training), and
+  the held-out `(images, labels)`."""
+  train, val = validation_split(ds.y_train, fraction)
+  rest = Dataset(ds.x_train[train], ds.y_train[train], ds.x_test, ds.y_test,
+                 ds.class_names)
+  return rest, (ds.x_train[val], ds.y_train[val])

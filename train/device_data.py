@@ -127,9 +127,12 @@ class DeviceSource(data.Source):
   y_train: np.ndarray = None
 
 
-def source(ds: data.Dataset) -> DeviceSource:
-  """`--loader device` over a dataset loaded into memory."""
-  memory = data.in_memory(ds)
+def source(ds: data.Dataset,
+           val: Optional[tuple[np.ndarray, np.ndarray]] = None
+           ) -> DeviceSource:
+  """`--loader device` over a dataset loaded into memory; `val`: held-out
+  validation `(images, labels)`, evaluated from the host."""
+  memory = data.in_memory(ds, val)
   fields = {f.name: getattr(memory, f.name)
             for f in dataclasses.fields(data.Source)}
   fields.update(

@@ -1,5 +1,6 @@
-"""Multi-process runs with `jax.distributed`: joining one, and each process's
-share of a global batch.
+"""Multi-process runs with `jax.distributed`: joining one, each process's
+share of a global batch, and the placement of state and batches on the
+devices of all processes (`Parallel`).
 
 A multi-process run is one SPMD program: every process runs the same Python
 code, and the jitted steps span `jax.devices()` of all processes. Each
@@ -14,6 +15,11 @@ from typing import Callable, Optional
 
 import jax
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+# The mapped axis of `--parallel pmap`.
+PMAP_AXIS = "batch"
 
 # The trainer's own environment variables for the explicit flags
 # (JAX_COORDINATOR_ADDRESS is also read by jax.distributed itself).
@@ -75,6 +81,15 @@ def is_main() -> bool:
   return jax.process_index() == 0
 
 
+def any_process(flag: bool) -> bool:
+  """Whether `flag` holds in any process; every process must call this at
+  the same point (it is a collective in a multi-process run)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(np.any(multihost_utils.process_allgather(np.bool_(flag))))
+
+
 def local_rows(
     sharding: jax.sharding.Sharding,
     batch_size: int,
@@ -104,3 +119,90 @@ def local_rows(
     if process_of(device) == process_index:
       rows.update(range(batch_size)[index[0]])
   return np.array(sorted(rows), np.int64)
+
+
+class Parallel:
+  """Placement of state and batches for `--parallel jit` or `pmap`."""
+
+  def __init__(self, kind: str):
+    self.kind = kind
+    # Every device of every process: under jax.distributed the mesh spans
+    # all hosts, and each step is one global program.
+    self.n = jax.device_count()
+    self.processes = jax.process_count()
+    axis = "data" if kind == "jit" else PMAP_AXIS
+    # Auto axes: XLA propagates the batch sharding through the step. (The
+    # default Explicit axes would make every op's sharding part of its type.)
+    self.mesh = jax.make_mesh((self.n,), (axis,),
+                              axis_types=(jax.sharding.AxisType.Auto,))
+    self.data = NamedSharding(self.mesh, P(axis))
+    self.replicated = NamedSharding(self.mesh, P())
+
+  def rows(self, batch_size: int) -> Optional[np.ndarray]:
+    """The rows of each global batch this process loads (None: all of them,
+    in a single-process run)."""
+    if self.processes == 1:
+      return None
+    return local_rows(self.data, batch_size)
+
+  def put_batch(self, x: np.ndarray) -> jax.Array:
+    """Splits a batch over the devices (asynchronously).
+
+    In a single-process run `x` is the global batch. In a multi-process run it
+    is this process's rows of it (`rows`), and the global array is assembled
+    from every process's share without any process holding all of it.
+    """
+    if self.kind == "pmap":
+      x = x.reshape((self.n, -1) + x.shape[1:])
+    if self.processes > 1:
+      return jax.make_array_from_process_local_data(self.data, x)
+    return jax.device_put(x, self.data)
+
+  def local_rows_of(self, x: jax.Array) -> np.ndarray:
+    """This process's rows of a batch-sharded array, as NumPy (all of it in a
+    single-process run)."""
+    if self.processes == 1:
+      return np.asarray(x)
+    shards = {s.index[0].start or 0: s.data for s in x.addressable_shards}
+    return np.concatenate([np.asarray(shards[k]) for k in sorted(shards)])
+
+  def put_state(self, state):
+    """Replicates a host state: one sharded copy (jit) or one per device."""
+    if self.kind == "jit" and self.processes > 1:
+      # Every process holds the same state (same seed, or the same
+      # checkpoint); each puts its copy on its own devices.
+      def put(x):
+        if isinstance(x, jax.Array) and x.sharding == self.replicated:
+          return x
+        x = np.asarray(jax.device_get(x))
+        return jax.make_array_from_process_local_data(self.replicated, x,
+                                                      x.shape)
+      return jax.tree.map(put, state)
+    if self.kind == "jit":
+      return jax.device_put(state, self.replicated)
+    stack = lambda x: np.broadcast_to(x, (self.n,) + np.shape(x))
+    return jax.device_put(jax.tree.map(stack, jax.device_get(state)), self.data)
+
+  def unreplicate(self, tree):
+    """One copy of replicated values (pmap keeps one per device)."""
+    return tree if self.kind == "jit" else jax.tree.map(lambda x: x[0], tree)
+
+  def compile(self, train_step, eval_step):
+    """Jitted (or pmapped) train and eval steps; the state is donated."""
+    if self.kind == "jit":
+      train = jax.jit(
+          train_step,
+          in_shardings=(self.replicated, self.data, self.data, self.replicated),
+          out_shardings=(self.replicated, self.replicated),
+          donate_argnums=0,
+      )
+      evaluate = jax.jit(
+          eval_step,
+          in_shardings=(self.replicated, self.data, self.data, self.data),
+          out_shardings=self.replicated,
+      )
+      return train, evaluate
+    train = jax.pmap(train_step, axis_name=PMAP_AXIS, in_axes=(0, 0, 0, None),
+                     donate_argnums=0)
+    evaluate = jax.pmap(eval_step, axis_name=PMAP_AXIS)
+    return train, evaluate

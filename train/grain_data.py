@@ -1,8 +1,18 @@
 """A Grain pipeline for image folders that do not fit in memory.
 
-Images are decoded, cropped and resized by Grain worker processes, batch by
-batch, and arrive as uint8; normalisation and CutMix run on the device, in
-the jitted step, as with the in-memory loader.
+Images are decoded (and, with the `resized` recipe, cropped and resized) by
+Grain worker processes, batch by batch, and arrive as uint8; normalisation
+and CutMix run on the device, in the jitted step, as with the in-memory
+loader.
+
+Two recipes (`Recipe`), chosen by the data's size or by `--crop`:
+
+- `pad` (images of one size, up to 64 px: CIFAR, SVHN): the images keep
+  their size, and the step pads, crops and flips them on the device, exactly
+  as for the in-memory loader; test images are read as they are.
+- `resized` (larger or mixed sizes: ImageNet): a RandomResizedCrop to
+  `--image-size` and a flip in the workers; test images are resized and
+  centre-cropped.
 
 The data order is that of the in-memory loader: the global batch of step `s`
 is `data.train_batch_indices(seed, s, ...)`, a function of the seed and the
@@ -19,6 +29,12 @@ counts, since Grain's state depends on them. On restore the step must be the
 checkpoint's and the counts this run's, and each batch carries its step, so a
 state that continues elsewhere stops the run instead of training on other
 data.
+
+Worker processes ignore SIGINT and SIGTERM (the training process handles
+them and stops its workers), exit when the training process dies, and hand
+every batch over in shared memory that the training process frees at once.
+A file that cannot be decoded stops the run with a `data.DataError` naming
+it, raised in the training process, after its workers are stopped.
 """
 
 from __future__ import annotations
@@ -26,10 +42,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import math
+import os
+import signal
+import threading
+import time
 from typing import Iterator, Optional
 
 import grain
+import grain.multiprocessing
 import jax
 import numpy as np
 
@@ -42,12 +64,12 @@ CROP_RATIO = (3 / 4, 4 / 3)
 EVAL_CROP_FRACTION = 0.875
 # Decoding threads without worker processes (--workers 0, one-off reads).
 THREADS = 4
-
-
-def _open_rgb(path: str):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  with Image.open(path) as im:
-    return im.convert("RGB")
+CROPS = ("pad", "resized")
+# The largest side that the automatic recipe reads as a small-image dataset
+# (CIFAR's 32, Tiny ImageNet's 64): `pad` up to it, `resized` above.
+PAD_MAX_SIDE = 64
+# Training images whose sizes choose the recipe and give the statistics.
+SAMPLE = 1000
 
 
 def random_resized_crop(image, size: int, rng: np.random.Generator,
@@ -90,6 +112,47 @@ def resize_centre_crop(image, size: int) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
+class Recipe:
+  """How the workers turn an image file into a training or test image.
+
+  Attributes:
+    crop: 'pad' (the image as it is, `height` x `width`; the train step
+      pads, crops and flips it on the device) or 'resized' (a
+      RandomResizedCrop to `height` x `width`, and a flip if `flip`, in the
+      worker; test images resized and centre-cropped).
+    height: the height of every image a batch holds.
+    width: its width.
+    flip: whether the worker mirrors training images (with chance 1/2);
+      always False for 'pad', whose flips happen on the device.
+  """
+
+  crop: str
+  height: int
+  width: int
+  flip: bool = False
+
+  def train(self, path: str, rng: np.random.Generator) -> np.ndarray:
+    if self.crop == "pad":
+      return self._as_is(path)
+    return random_resized_crop(data.read_rgb(path), self.height, rng,
+                               self.flip)
+
+  def eval(self, path: str) -> np.ndarray:
+    if self.crop == "pad":
+      return self._as_is(path)
+    return resize_centre_crop(data.read_rgb(path), self.height)
+
+  def _as_is(self, path: str) -> np.ndarray:
+    image = np.asarray(data.read_rgb(path))
+    if image.shape[:2] != (self.height, self.width):
+      raise data.DataError(
+          f"{path} is {image.shape[1]}x{image.shape[0]}, but the folder's "
+          f"images are {self.width}x{self.height}: --crop pad reads images "
+          "of one size. Use --crop resized, or resize that file.")
+    return image
+
+
+@dataclasses.dataclass(frozen=True)
 class _TrainElement:
   """Element `i` of a run's training stream: this process's `j`-th row of
   the global batch of step `i // rows`, with that step. Picklable for the
@@ -98,63 +161,119 @@ class _TrainElement:
   files: data.ImageFiles
   seed: int
   batch_size: int
-  steps_per_epoch: int
   rows: tuple[int, ...]
-  size: int
-  flip: bool
+  recipe: Recipe
 
   def __call__(self, i: int) -> tuple[np.int64, np.ndarray, np.int32]:
     step, j = divmod(i, len(self.rows))
     row = self.rows[j]
-    epoch, position = divmod(step, self.steps_per_epoch)
-    perm = _permutation(self.seed, epoch, len(self.files.train_paths))
-    index = perm[position * self.batch_size + row]
+    n = len(self.files.train_paths)
+    index = data.train_batch_indices(self.seed, step, n // self.batch_size, n,
+                                     self.batch_size)[row]
     rng = np.random.default_rng([self.seed, step, row])
-    image = random_resized_crop(_open_rgb(self.files.train_paths[index]),
-                                self.size, rng, self.flip)
+    image = self.recipe.train(self.files.train_paths[index], rng)
     return np.int64(step), image, self.files.train_labels[index]
-
-
-@functools.lru_cache(maxsize=2)
-def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-  # Each worker computes an epoch's order once, not once per image.
-  return data.epoch_permutation(seed, epoch, n)
 
 
 @dataclasses.dataclass(frozen=True)
 class _EvalElement:
-  """Element `i`: this process's `j`-th row of padded global eval batch
-  `i // rows`, with a mask that is False on the padding."""
+  """The image, label and mask of a sample index of
+  `data.eval_batch_indices` (-1: padding, zeros with mask False)."""
 
-  files: data.ImageFiles
-  batch_size: int
-  rows: tuple[int, ...]
-  size: int
+  paths: list[str]
+  labels: np.ndarray
+  recipe: Recipe
 
-  def __call__(self, i: int):
-    batch, j = divmod(i, len(self.rows))
-    index = batch * self.batch_size + self.rows[j]
-    if index >= len(self.files.test_paths):
-      return (np.zeros((self.size, self.size, 3), np.uint8), np.int32(0),
-              np.bool_(False))
-    image = resize_centre_crop(_open_rgb(self.files.test_paths[index]),
-                               self.size)
-    return image, self.files.test_labels[index], np.bool_(True)
+  def __call__(self, index: int):
+    if index < 0:
+      return (np.zeros((self.recipe.height, self.recipe.width, 3), np.uint8),
+              np.int32(0), np.bool_(False))
+    return (self.recipe.eval(self.paths[index]), self.labels[index],
+            np.bool_(True))
 
 
-def _iterate(ds: grain.MapDataset, workers: int) -> Iterator:
-  """Decodes in `workers` processes (0: in `THREADS` threads of this one;
-  PIL releases the GIL), prefetching."""
-  it = ds.to_iter_dataset(grain.ReadOptions(
-      num_threads=2 * workers or THREADS, prefetch_buffer_size=64))
-  if workers:
-    # Grain 0.2.18 reads an absl flag in mp_prefetch and fails unless flags
-    # were parsed, which a plain script never does (google/grain#1355).
-    from absl import flags  # pylint: disable=g-import-not-at-top
-    if not flags.FLAGS.is_parsed():
-      flags.FLAGS.mark_as_parsed()
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
-  return iter(it)
+def _watch_parent(parent: int) -> None:
+  while os.getppid() == parent:
+    time.sleep(0.5)
+  os._exit(1)  # pylint: disable=protected-access
+
+
+def _init_worker(parent: int, index: int, count: int) -> None:
+  """Runs first in each worker process; `parent` is the training process,
+  named by it: a worker that starts after it died is already re-parented."""
+  del index, count
+  # A Ctrl-C reaches the whole process group, and a scheduler's SIGTERM may
+  # too: the training process handles both (it saves, then stops us).
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
+  # A training process killed with SIGKILL cannot stop its workers: they
+  # notice it is gone (they are re-parented) and exit.
+  threading.Thread(target=_watch_parent, args=(parent,),
+                   daemon=True).start()
+
+
+def _own(x):
+  """A plain copy of an array a worker handed over in shared memory, whose
+  block is freed now: Grain frees it on garbage collection, in a thread that
+  an exiting interpreter does not wait for, which left blocks behind
+  ("leaked shared_memory objects")."""
+  if not isinstance(x, grain.multiprocessing.SharedMemoryArray):
+    return x
+  out = np.array(x)
+  x._unlink_on_del = False  # pylint: disable=protected-access  # unlinked here
+  x.shm.close()
+  x.shm.unlink()
+  return out
+
+
+class _Reader:
+  """A Grain iterator over `ds`, decoding in `workers` processes (0: in
+  `THREADS` threads of this one; PIL releases the GIL), prefetching.
+
+  Its batches are plain arrays (`_own`), and `close` stops the workers.
+  """
+
+  def __init__(self, ds: grain.MapDataset, workers: int):
+    it = ds.to_iter_dataset(grain.ReadOptions(
+        num_threads=2 * workers or THREADS, prefetch_buffer_size=64))
+    if workers:
+      # Grain 0.2.18 reads an absl flag in mp_prefetch and fails unless
+      # flags were parsed, which a plain script never does
+      # (google/grain#1355).
+      from absl import flags  # pylint: disable=g-import-not-at-top
+      if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+      it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers),
+                          worker_init_fn=functools.partial(
+                              _init_worker, os.getpid()))
+    self._it = iter(it)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    return tuple(_own(x) for x in next(self._it))
+
+  def get_state(self):
+    return self._it.get_state()
+
+  def set_state(self, state) -> None:
+    self._it.set_state(state)
+
+  def close(self) -> None:
+    self._it.close()
+
+
+def _read(ds: grain.MapDataset, workers: int, select=lambda batch: batch
+          ) -> Iterator:
+  """The batches of `ds` (each through `select`); the workers stop when
+  the iteration ends, fails or is closed."""
+  reader = _Reader(ds, workers)
+  try:
+    for batch in reader:
+      yield select(batch)
+  finally:
+    reader.close()
 
 
 def _stack(columns):
@@ -165,33 +284,27 @@ def _all_rows(batch_size: int, rows: Optional[np.ndarray]) -> tuple[int, ...]:
   return tuple(range(batch_size) if rows is None else rows.tolist())
 
 
-def _train_dataset(files: data.ImageFiles, size: int, flip: bool,
-                   batch_size: int, seed: int, num_steps: int,
+def _train_dataset(files: data.ImageFiles, recipe: Recipe, batch_size: int,
+                   seed: int, num_steps: int,
                    rows: Optional[np.ndarray]) -> grain.MapDataset:
   """`(steps, images, labels)` of global steps `[0, num_steps)`: this
   process's rows of each global batch."""
   rows = _all_rows(batch_size, rows)
-  element = _TrainElement(files, seed, batch_size,
-                          len(files.train_paths) // batch_size, rows, size,
-                          flip)
+  element = _TrainElement(files, seed, batch_size, rows, recipe)
   return (grain.MapDataset.range(num_steps * len(rows)).map(element)
           .batch(len(rows), batch_fn=_stack))
 
 
-def _images_labels(batch):
-  return batch[1:]
-
-
 def train_batches(
-    files: data.ImageFiles, size: int, flip: bool, batch_size: int, seed: int,
+    files: data.ImageFiles, recipe: Recipe, batch_size: int, seed: int,
     start_step: int, num_steps: int, rows: Optional[np.ndarray] = None,
     workers: int = 4,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """As `data.train_batches`, decoding with Grain: uint8 `[rows, size,
-  size, 3]` images and int32 labels for global steps `[start_step,
+  """As `data.train_batches`, decoding with Grain: uint8 `[rows, height,
+  width, 3]` images and int32 labels for global steps `[start_step,
   num_steps)`, this process's `rows` of each global batch."""
-  ds = _train_dataset(files, size, flip, batch_size, seed, num_steps, rows)
-  return _iterate(ds[start_step:].map(_images_labels), workers)
+  ds = _train_dataset(files, recipe, batch_size, seed, num_steps, rows)
+  return _read(ds[start_step:], workers, lambda batch: batch[1:])
 
 
 class TrainStream:
@@ -250,15 +363,16 @@ class TrainStream:
 
   def batches(self, stop: int, put) -> Iterator[tuple[jax.Array, ...]]:
     """Steps `[self.step, stop)`, put on the devices by `put` as
-    `data.prefetch` does; `self.step` counts the batches taken."""
-    it = _iterate(self._dataset, self._workers)
+    `data.prefetch` does; `self.step` counts the batches taken. The workers
+    stop when the iteration ends, fails or is closed."""
+    reader = _Reader(self._dataset, self._workers)
     if self._states[self.step] is not None:
-      it.set_state(self._states[self.step])
+      reader.set_state(self._states[self.step])
 
     def read():
       step = self.step
       while step < stop:
-        steps, images, labels = next(it)
+        steps, images, labels = next(reader)
         if steps[0] != step:
           raise data.DataError(
               f"the Grain iterator restored from {self._origin} continues "
@@ -266,80 +380,147 @@ class TrainStream:
               "run's. Delete that step folder to resume from the one "
               "before.")
         step += 1
-        self._states[step] = it.get_state()
+        self._states[step] = reader.get_state()
         yield images, labels
 
-    for batch in data.prefetch(read(), put):
-      del self._states[self.step]
-      self.step += 1
-      yield batch
+    batches = data.prefetch(read(), put)
+    try:
+      for batch in batches:
+        del self._states[self.step]
+        self.step += 1
+        yield batch
+    finally:
+      batches.close()
+      reader.close()
 
 
 def train_stream(
-    files: data.ImageFiles, size: int, flip: bool, batch_size: int, seed: int,
+    files: data.ImageFiles, recipe: Recipe, batch_size: int, seed: int,
     num_steps: int, rows: Optional[np.ndarray] = None, workers: int = 4,
 ) -> TrainStream:
   """A `TrainStream` over global steps `[0, num_steps)`, each batch as in
   `train_batches`."""
-  return TrainStream(_train_dataset(files, size, flip, batch_size, seed,
+  return TrainStream(_train_dataset(files, recipe, batch_size, seed,
                                     num_steps, rows), workers)
 
 
 def eval_batches(
-    files: data.ImageFiles, size: int, batch_size: int,
+    paths: list[str], labels: np.ndarray, recipe: Recipe, batch_size: int,
     rows: Optional[np.ndarray] = None, workers: int = 4,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-  """As `data.eval_batches`: every test image once over all processes, the
-  last global batch padded with zeros and masked."""
-  rows = _all_rows(batch_size, rows)
-  num_batches = -(-len(files.test_paths) // batch_size)
-  element = _EvalElement(files, batch_size, rows, size)
-  ds = (grain.MapDataset.range(num_batches * len(rows))
-        .map(element).batch(len(rows), batch_fn=_stack))
-  return _iterate(ds, workers)
+  """As `data.eval_batches`: every image of `paths` once over all
+  processes, the last global batch padded with zeros and masked."""
+  indices = data.eval_batch_indices(len(paths), batch_size, rows)
+  ds = (grain.MapDataset.source(indices.ravel().tolist())
+        .map(_EvalElement(paths, labels, recipe))
+        .batch(indices.shape[1], batch_fn=_stack))
+  return _read(ds, workers)
 
 
-def channel_stats(files: data.ImageFiles, size: int, sample: int = 1000,
-                  workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
-  """Per-channel mean and std of up to `sample` training images (a fixed
-  random subset), resized and centre-cropped as for eval."""
+def _sample(files: data.ImageFiles, sample: int) -> list[int]:
+  """A fixed random subset of the training images' indices."""
   n = len(files.train_paths)
-  pick = np.random.default_rng(0).permutation(n)[:sample]
-  subset = dataclasses.replace(
-      files, test_paths=[files.train_paths[i] for i in pick],
-      test_labels=files.train_labels[pick])
-  images = [x[m] for x, _, m in eval_batches(subset, size, 64,
-                                             workers=workers)]
+  return np.random.default_rng(0).permutation(n)[:sample].tolist()
+
+
+def image_sizes(paths: list[str]) -> list[tuple[int, int]]:
+  """`(height, width)` of each image, from its header (nothing decoded)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  sizes = []
+  for path in paths:
+    try:
+      with Image.open(path) as im:
+        sizes.append((im.height, im.width))
+    except data.decode_errors() as e:
+      raise data.decode_error(path, e) from None
+  return sizes
+
+
+def choose_recipe(files: data.ImageFiles, crop: Optional[str],
+                  image_size: int, flip: bool) -> Recipe:
+  """The recipe for `files`: `crop` ('pad', 'resized'), or None to follow
+  the data: 'pad' when a sample of the training images (`SAMPLE`) has one
+  size of at most `PAD_MAX_SIDE`, else 'resized' to `image_size`.
+
+  Resizing up (`image_size` above the images' median shorter side) is
+  logged as a warning: it is never what the automatic choice does.
+  """
+  sizes = image_sizes([files.train_paths[i] for i in _sample(files, SAMPLE)])
+  distinct = sorted(set(sizes))
+  if crop is None:
+    crop = ("pad" if len(distinct) == 1 and max(distinct[0]) <= PAD_MAX_SIDE
+            else "resized")
+  if crop == "pad":
+    if len(distinct) > 1:
+      raise data.DataError(
+          "--crop pad reads images of one size, but the training images "
+          "have sizes " + ", ".join(f"{w}x{h}" for h, w in distinct[:4])
+          + (" and more" if len(distinct) > 4 else "")
+          + ": use --crop resized.")
+    (height, width), = distinct
+    return Recipe("pad", height, width, flip=False)
+  short = int(np.median([min(hw) for hw in sizes]))
+  if image_size > short:
+    logging.warning(
+        "--image-size %d resizes the images UP: their median shorter side is "
+        "%d px. Pass --image-size %d (or less) to keep their detail as it "
+        "is, or --crop pad for small images of one size.", image_size, short,
+        short)
+  return Recipe("resized", image_size, image_size, flip=flip)
+
+
+def channel_stats(files: data.ImageFiles, recipe: Recipe,
+                  workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
+  """Per-channel mean and std of `SAMPLE` training images (a fixed random
+  subset), read as test images are."""
+  pick = _sample(files, SAMPLE)
+  images = [x[m] for x, _, m in eval_batches(
+      [files.train_paths[i] for i in pick], files.train_labels[pick], recipe,
+      64, workers=workers)]
   return data.channel_stats(np.concatenate(images))
 
 
 def decoded_bytes(files: data.ImageFiles) -> int:
   """An estimate of the in-memory loader's uint8 arrays: every image the
   size of the first one."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  with Image.open(files.train_paths[0]) as im:
-    width, height = im.size
+  (height, width), = image_sizes(files.train_paths[:1])
   return (len(files.train_paths) + len(files.test_paths)) * width * height * 3
 
 
-def source(files: data.ImageFiles, size: int, flip: bool,
-           workers: int) -> data.Source:
-  """A `data.Source` reading `files` with Grain: crops of `size` x `size`.
+def source(files: data.ImageFiles, recipe: Recipe, workers: int,
+           val: Optional[tuple[list[str], np.ndarray]] = None
+           ) -> data.Source:
+  """A `data.Source` reading `files` with Grain, by `recipe`; `val`:
+  validation `(paths, labels)`, read as the test images are.
 
   The one-off reads (the statistics, and the first batch that the trainer
   draws augmented) decode in threads: starting worker processes, each
   importing JAX, would take seconds longer than they save.
   """
-  mean, std = channel_stats(files, size, workers=0)
+  mean, std = channel_stats(files, recipe, workers=0)
+  val_batches = None
+  if val is not None:
+    val_batches = lambda batch_size, rows: eval_batches(
+        *val, recipe, batch_size, rows=rows, workers=workers)
+  if recipe.crop == "pad":
+    # The step pads, crops and flips, as for the in-memory loader.
+    settings, step_settings = dict(loader="grain", crop="pad"), {}
+  else:
+    settings = dict(loader="grain", crop="resized", image_size=recipe.height,
+                    crop_pad=0)
+    # The workers crop and flip; the step must not do either again.
+    step_settings = dict(crop_pad=0, flip=False)
   return data.Source(
       len(files.train_paths), len(files.test_paths), files.class_names,
-      (size, size, 3), mean, std,
+      (recipe.height, recipe.width, 3), mean, std,
       lambda batch_size, seed, start, stop, rows: train_batches(
-          files, size, flip, batch_size, seed, start, stop, rows=rows,
+          files, recipe, batch_size, seed, start, stop, rows=rows,
           workers=0),
-      lambda batch_size, rows: eval_batches(files, size, batch_size,
-                                            rows=rows, workers=workers),
+      lambda batch_size, rows: eval_batches(
+          files.test_paths, files.test_labels, recipe, batch_size, rows=rows,
+          workers=workers),
       "grain",
       lambda batch_size, seed, stop, rows: train_stream(
-          files, size, flip, batch_size, seed, stop, rows=rows,
-          workers=workers))
+          files, recipe, batch_size, seed, stop, rows=rows, workers=workers),
+      num_val=0 if val is None else len(val[0]), val_batches=val_batches,
+      settings=settings, step_settings=step_settings)

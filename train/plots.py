@@ -10,20 +10,23 @@ import numpy as np
 
 
 def save_curves(records: list[dict], path: str) -> None:
-  """Plots per-epoch train/test loss and test accuracy against the epoch."""
+  """Plots per-epoch train and test (or, with --val-split, validation) loss
+  and accuracy against the epoch."""
   records = [r for r in records if "epoch" in r]
+  split = "val" if any("val_loss" in r for r in records) else "test"
   epochs = [r["epoch"] for r in records]
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
   # Epochs that --eval-every skips have a train loss but no test figures.
-  tested = [r for r in records if "test_loss" in r]
+  tested = [r for r in records if f"{split}_loss" in r]
   test_epochs = [r["epoch"] for r in tested]
   ax_loss.plot(epochs, [r["train_loss"] for r in records], label="train (mixed)")
-  ax_loss.plot(test_epochs, [r["test_loss"] for r in tested], ".-",
-               label="test")
+  ax_loss.plot(test_epochs, [r[f"{split}_loss"] for r in tested], ".-",
+               label=split)
   ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
   ax_loss.legend()
-  ax_acc.plot(test_epochs, [r["test_accuracy"] for r in tested], ".-")
-  ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Test accuracy",
+  ax_acc.plot(test_epochs, [r[f"{split}_accuracy"] for r in tested], ".-")
+  ax_acc.set(xlabel="epoch", ylabel="accuracy",
+             title=("Validation" if split == "val" else "Test") + " accuracy",
              ylim=(0, 1))
   for ax in (ax_loss, ax_acc):
     ax.grid(alpha=0.3)

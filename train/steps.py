@@ -108,8 +108,9 @@ def augment(
   if axis_name is not None:
     k_crop = jax.random.fold_in(k_crop, lax.axis_index(axis_name))
   x = (images.astype(jnp.float32) - mean) / std
-  # Cropping after normalisation pads with the mean colour (zero).
-  x = random_crop_flip(k_crop, x, cfg.crop_pad, cfg.flip)
+  if cfg.crop_pad or cfg.flip:  # else the loader crops and flips (Grain)
+    # Cropping after normalisation pads with the mean colour (zero).
+    x = random_crop_flip(k_crop, x, cfg.crop_pad, cfg.flip)
   common = dict(num_classes=num_classes, label_smoothing=cfg.label_smoothing,
                 prob=cfg.prob, mode=cfg.mode, axis_name=axis_name,
                 targets=targets)
@@ -203,6 +204,43 @@ def make_optimizer(
   return optax.chain(*parts), schedule
 
 
+def schedule_warnings(cfg, steps_per_epoch: float, total_steps: int
+                      ) -> list[str]:
+  """What `make_optimizer`'s schedule does differently from what `cfg`
+  asks for, on a run too short for its warm-up (empty if nothing).
+
+  Args:
+    cfg: the configuration (`warmup_epochs`, `schedule`, `epochs`).
+    steps_per_epoch: optimiser updates per epoch.
+    total_steps: optimiser updates of the whole run.
+  """
+  cfg = cfg.with_recipe()
+  asked = int(cfg.warmup_epochs * steps_per_epoch)
+  warmup = min(asked, total_steps - 1)
+  flag = f"--warmup-epochs {cfg.warmup_epochs:g}"
+  if cfg.schedule == "cosine":
+    if asked >= total_steps:
+      return [f"{flag} ({asked} steps) covers the whole run ({total_steps} "
+              "steps): the learning rate only rises, reaching --lr at the "
+              "last step, and never decays. Use a --warmup-epochs well below "
+              f"--epochs {cfg.epochs}."]
+    return []
+  inside = [(f, int(total_steps * f)) for f in (0.5, 0.75)
+            if int(total_steps * f) <= warmup]
+  if len(inside) == 2:
+    return [f"{flag} ({warmup} steps) covers both x0.1 milestones of "
+            f"--schedule step (steps {inside[0][1]} and {inside[1][1]}): "
+            "they merge into a single x0.1 decay right after the warm-up, "
+            "so the learning rate ends 10 times higher than asked. Use a "
+            "shorter warm-up or more --epochs."]
+  if inside:
+    return [f"{flag} ({warmup} steps) covers the 50% milestone of "
+            f"--schedule step (step {inside[0][1]}): its x0.1 decay comes "
+            f"at step {warmup + 1}, right after the warm-up, instead. Use a "
+            "shorter warm-up or more --epochs."]
+  return []
+
+
 def init_state(model: nnx.Module, tx) -> tuple[nnx.GraphDef, State]:
   """Splits a model into its static graph and a pure-dict training state."""
   graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
@@ -283,6 +321,28 @@ def make_train_step(
   return train_step
 
 
+def with_ema(train_step: Callable, decay: float) -> Callable:
+  """A train step that also updates `state['ema']`, an exponential moving
+  average of the parameters and BatchNorm statistics: `ema <- decay * ema +
+  (1 - decay) * new`, every step. The state must hold an initial 'ema'
+  (`init_ema`)."""
+
+  def step(state, *args):
+    new_state, metrics = train_step(state, *args)
+    new = {k: new_state[k] for k in ("params", "batch_stats")}
+    new_state["ema"] = jax.tree.map(
+        lambda e, p: decay * e + (1 - decay) * p, state["ema"], new)
+    return new_state, metrics
+
+  return step
+
+
+def init_ema(state: State) -> State:
+  """`state` with an 'ema' entry that starts at its weights."""
+  return dict(state, ema=jax.tree.map(
+      jnp.copy, {k: state[k] for k in ("params", "batch_stats")}))
+
+
 def make_logits_fn(graphdef, mean, std) -> Callable:
   """`(state, images) -> logits` of the model in eval mode, on raw images."""
 
@@ -294,12 +354,14 @@ def make_logits_fn(graphdef, mean, std) -> Callable:
 
 
 def make_eval_step(
-    graphdef, mean, std, axis_name: Optional[str] = None
+    graphdef, mean, std, axis_name: Optional[str] = None, top5: bool = False
 ) -> Callable:
   """The eval step `(state, images, labels, mask) -> sums`.
 
   Returns summed loss, correct count and sample count over the unmasked
-  samples, so padded tail samples never count.
+  samples, so padded tail samples never count; with `top5`, also the count
+  whose label is among the 5 largest logits ('correct5'). Only
+  `state['params']` and `state['batch_stats']` are read.
   """
   logits_fn = make_logits_fn(graphdef, mean, std)
 
@@ -311,6 +373,9 @@ def make_eval_step(
         "correct": jnp.sum(mask & (jnp.argmax(logits, -1) == labels)),
         "count": jnp.sum(mask),
     }
+    if top5:
+      _, best = lax.top_k(logits, 5)
+      sums["correct5"] = jnp.sum(mask & jnp.any(best == labels[:, None], -1))
     if axis_name is not None:
       sums = lax.psum(sums, axis_name)
     return sums

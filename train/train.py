@@ -9,31 +9,34 @@ import logging
 import math
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import tqdm
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from train import checkpoints
 from train import config
 from train import data
 from train import device_data
 from train import distributed
-from train import grain_data
+from train import loaders
+from train import metrics
 from train import models
 from train import plots
+from train import preemption
 from train import steps
 from train.config import Config
+from train.distributed import PMAP_AXIS
+from train.distributed import Parallel
 
-PMAP_AXIS = "batch"
 # Settings that may change between a run and its resumption.
 _RESUMABLE_FIELDS = ("workdir", "data_dir", "progress", "log_every",
                      "ckpt_every", "ckpt_minutes", "ckpt_keep", "eval_every",
                      "eval_batch_size", "workers", "loader_memory_gb",
+                     "tensorboard", "compilation_cache",
                      # The same loss to float rounding.
                      "targets")
 # How the processes of a run find each other: not part of the run, so not
@@ -46,95 +49,16 @@ class TrainError(RuntimeError):
   """A run that cannot start or continue, with a message for the user."""
 
 
-class Parallel:
-  """Placement of state and batches for `--parallel jit` or `pmap`."""
+class Interrupted(TrainError):
+  """A run stopped by SIGTERM or SIGINT after saving a checkpoint.
 
-  def __init__(self, kind: str):
-    self.kind = kind
-    if kind == "pmap" and jax.process_count() > 1:
-      raise TrainError(
-          "--parallel pmap runs in one process only; a multi-process run "
-          f"({jax.process_count()} processes) needs --parallel jit.")
-    # Every device of every process: under jax.distributed the mesh spans
-    # all hosts, and each step is one global program.
-    self.n = jax.device_count()
-    self.processes = jax.process_count()
-    axis = "data" if kind == "jit" else PMAP_AXIS
-    # Auto axes: XLA propagates the batch sharding through the step. (The
-    # default Explicit axes would make every op's sharding part of its type.)
-    self.mesh = jax.make_mesh((self.n,), (axis,),
-                              axis_types=(jax.sharding.AxisType.Auto,))
-    self.data = NamedSharding(self.mesh, P(axis))
-    self.replicated = NamedSharding(self.mesh, P())
+  Attributes:
+    signum: the signal (None: one that another process of the run got).
+  """
 
-  def rows(self, batch_size: int) -> Optional[np.ndarray]:
-    """The rows of each global batch this process loads (None: all of them,
-    in a single-process run)."""
-    if self.processes == 1:
-      return None
-    return distributed.local_rows(self.data, batch_size)
-
-  def put_batch(self, x: np.ndarray) -> jax.Array:
-    """Splits a batch over the devices (asynchronously).
-
-    In a single-process run `x` is the global batch. In a multi-process run it
-    is this process's rows of it (`rows`), and the global array is assembled
-    from every process's share without any process holding all of it.
-    """
-    if self.kind == "pmap":
-      x = x.reshape((self.n, -1) + x.shape[1:])
-    if self.processes > 1:
-      return jax.make_array_from_process_local_data(self.data, x)
-    return jax.device_put(x, self.data)
-
-  def local_rows_of(self, x: jax.Array) -> np.ndarray:
-    """This process's rows of a batch-sharded array, as NumPy (all of it in a
-    single-process run)."""
-    if self.processes == 1:
-      return np.asarray(x)
-    shards = {s.index[0].start or 0: s.data for s in x.addressable_shards}
-    return np.concatenate([np.asarray(shards[k]) for k in sorted(shards)])
-
-  def put_state(self, state):
-    """Replicates a host state: one sharded copy (jit) or one per device."""
-    if self.kind == "jit" and self.processes > 1:
-      # Every process holds the same state (same seed, or the same
-      # checkpoint); each puts its copy on its own devices.
-      def put(x):
-        if isinstance(x, jax.Array) and x.sharding == self.replicated:
-          return x
-        x = np.asarray(jax.device_get(x))
-        return jax.make_array_from_process_local_data(self.replicated, x,
-                                                      x.shape)
-      return jax.tree.map(put, state)
-    if self.kind == "jit":
-      return jax.device_put(state, self.replicated)
-    stack = lambda x: np.broadcast_to(x, (self.n,) + np.shape(x))
-    return jax.device_put(jax.tree.map(stack, jax.device_get(state)), self.data)
-
-  def unreplicate(self, tree):
-    """One copy of replicated values (pmap keeps one per device)."""
-    return tree if self.kind == "jit" else jax.tree.map(lambda x: x[0], tree)
-
-  def compile(self, train_step, eval_step):
-    """Jitted (or pmapped) train and eval steps; the state is donated."""
-    if self.kind == "jit":
-      train = jax.jit(
-          train_step,
-          in_shardings=(self.replicated, self.data, self.data, self.replicated),
-          out_shardings=(self.replicated, self.replicated),
-          donate_argnums=0,
-      )
-      evaluate = jax.jit(
-          eval_step,
-          in_shardings=(self.replicated, self.data, self.data, self.data),
-          out_shardings=self.replicated,
-      )
-      return train, evaluate
-    train = jax.pmap(train_step, axis_name=PMAP_AXIS, in_axes=(0, 0, 0, None),
-                     donate_argnums=0)
-    evaluate = jax.pmap(eval_step, axis_name=PMAP_AXIS)
-    return train, evaluate
+  def __init__(self, message: str, signum: Optional[int]):
+    super().__init__(message)
+    self.signum = signum
 
 
 @dataclasses.dataclass
@@ -149,7 +73,8 @@ class Trainer:
     eval_step: `(state, images, labels, mask) -> sums`, likewise.
     augment_fn: `(key, images, labels) -> (images, targets)` as used inside
       `train_step`.
-    schedule: the learning-rate schedule.
+    schedule: the learning-rate schedule, a function of the update count.
+    grad_accum: steps per update (`--grad-accum`).
     step_fn: `train_step` before jit or pmap (`--loader device` compiles
       its own around it).
   """
@@ -160,7 +85,13 @@ class Trainer:
   eval_step: Any
   augment_fn: Any
   schedule: Any
+  grad_accum: int = 1
   step_fn: Any = None
+
+  def lr_at(self, step: int) -> float:
+    """The learning rate that global step `step` (1-based) used: that of
+    the update it made or accumulated into."""
+    return float(self.schedule((step - 1) // self.grad_accum))
 
 
 def build(
@@ -180,7 +111,12 @@ def build(
       cfg.model, num_classes, in_channels=channels,
       image_size=min(height, width), width=cfg.width, axis_name=axis_name,
       dtype=cfg.dtype, seed=cfg.seed)
-  tx, schedule = steps.make_optimizer(cfg, steps_per_epoch, total_steps)
+  # The schedule counts optimiser updates: one per --grad-accum steps.
+  k = cfg.grad_accum
+  tx, schedule = steps.make_optimizer(cfg, steps_per_epoch / k,
+                                      max(total_steps // k, 1))
+  if k > 1:
+    tx = optax.MultiSteps(tx, every_k_schedule=k)
   graphdef, state = steps.init_state(model, tx)
   # Under jit, pair inside each device's block of the sharded batch; under
   # pmap each device already holds only its own block.
@@ -189,10 +125,28 @@ def build(
       groups=par.n if axis_name is None else 1, axis_name=axis_name)
   relabel = steps.make_relabel(cfg, model, num_classes)
   step_fn = steps.make_train_step(graphdef, tx, augment_fn, axis_name, relabel)
+  if cfg.ema_decay:
+    state = steps.init_ema(state)
+    step_fn = steps.with_ema(step_fn, cfg.ema_decay)
   train_step, eval_step = par.compile(
-      step_fn, steps.make_eval_step(graphdef, mean, std, axis_name))
+      step_fn,
+      steps.make_eval_step(graphdef, mean, std, axis_name,
+                           top5=num_classes >= 100))
   return Trainer(graphdef, state, train_step, eval_step, augment_fn, schedule,
-                 step_fn)
+                 k, step_fn)
+
+
+def _check_workdir_path(workdir: str) -> None:
+  """Refuses a --workdir that is a file or lies under one, before any data
+  is read."""
+  path = os.path.abspath(workdir)
+  while not os.path.isdir(path):
+    if os.path.exists(path):
+      where = ("is a file" if path == os.path.abspath(workdir)
+               else f"lies under {path}, which is a file")
+      raise TrainError(f"--workdir {workdir} {where}, not a directory; pass "
+                       "another --workdir.")
+    path = os.path.dirname(path)
 
 
 def _check_workdir_config(workdir: str, cfg: Config, write: bool = True
@@ -209,9 +163,11 @@ def _check_workdir_config(workdir: str, cfg: Config, write: bool = True
     with open(path) as f:
       saved = json.load(f)
     # A setting added since the run was saved had its default then (or the
-    # value it stands for, in `BEFORE_ADDED`).
-    saved = {k: saved.get(k, config.BEFORE_ADDED.get(k, getattr(Config, k,
-                                                                None)))
+    # value it stands for, in `BEFORE_ADDED`; the Grain loader always did
+    # what is now --crop resized).
+    before = dict(config.BEFORE_ADDED,
+                  crop="resized" if saved.get("loader") == "grain" else None)
+    saved = {k: saved.get(k, before.get(k, getattr(Config, k, None)))
              for k in current}
     diff = [k for k in current if k not in _RESUMABLE_FIELDS
             and saved[k] != current[k]]
@@ -228,31 +184,6 @@ def _check_workdir_config(workdir: str, cfg: Config, write: bool = True
     os.replace(path + ".tmp", path)
 
 
-class _Metrics:
-  """Per-epoch records in `metrics.jsonl`, kept consistent with checkpoints."""
-
-  def __init__(self, path: str, restored_step: int, write: bool = True):
-    self.path = path
-    self.write = write  # False on processes other than 0: memory only.
-    self.records = []
-    if not write:
-      return
-    if restored_step and os.path.exists(path):
-      with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-      # Records after the restored checkpoint will be recomputed.
-      self.records = [r for r in records if r["step"] <= restored_step]
-    with open(path, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in self.records)
-
-  def append(self, record: dict) -> None:
-    self.records.append(record)
-    if not self.write:
-      return
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
-
-
 def _check_finite(loss: float, step: int, restored: Optional[int]) -> None:
   if not math.isfinite(loss):
     raise TrainError(
@@ -261,22 +192,38 @@ def _check_finite(loss: float, step: int, restored: Optional[int]) -> None:
         "--grad-clip or --warmup-epochs, then run with a new --workdir.")
 
 
-def _evaluate(eval_step, par: Parallel, src: data.Source, batch_size: int,
-              state) -> tuple[float, float]:
-  """Test loss and accuracy over every test sample, each counted once."""
-  sums = {"loss": 0.0, "correct": 0, "count": 0}
-  batches = src.eval_batches(batch_size, par.rows(batch_size))
+def _evaluate(eval_step, par: Parallel, batches, n: int,
+              state) -> dict[str, float]:
+  """Loss and accuracy (and top-5 accuracy, where the eval step counts it)
+  over the `n` samples of `batches`, each counted once."""
+  sums = None
   for xb, yb, mask in data.prefetch(batches, par.put_batch):
     out = par.unreplicate(eval_step(state, xb, yb, mask))
-    sums = jax.tree.map(lambda a, b: a + b, sums, out)
+    sums = out if sums is None else jax.tree.map(lambda a, b: a + b, sums,
+                                                 out)
   sums = jax.device_get(sums)
-  n = src.num_test
   # A real check, not an assert: it must hold under `python -O` too.
   if int(sums["count"]) != n:
     raise TrainError(
-        f"evaluation counted {int(sums['count'])} test samples, expected "
-        f"{n}: the eval batches lost or repeated some.")
-  return float(sums["loss"]) / n, float(sums["correct"]) / n
+        f"evaluation counted {int(sums['count'])} samples, expected {n}: "
+        "the eval batches lost or repeated some.")
+  out = dict(loss=float(sums["loss"]) / n, accuracy=float(sums["correct"]) / n)
+  if "correct5" in sums:
+    out["top5_accuracy"] = float(sums["correct5"]) / n
+  return out
+
+
+def _line(record: dict[str, Any]) -> str:
+  """An epoch's line on the terminal."""
+  line = f"epoch {record['epoch']:3d}  train loss {record['train_loss']:.4f}"
+  for weights in ("", "ema_"):
+    for split in ("val", "test"):
+      for key in ("loss", "accuracy", "top5_accuracy"):
+        name = f"{weights}{split}_{key}"
+        if name in record:
+          line += (f"  {name.replace('_', ' ').replace('top5', 'top-5')} "
+                   f"{record[name]:.4f}")
+  return line
 
 
 def _restored_epoch_losses(progress: Optional[dict[str, Any]], step: int,
@@ -298,20 +245,11 @@ def _restored_epoch_losses(progress: Optional[dict[str, Any]], step: int,
   return []
 
 
-def open_data(cfg: Config) -> data.Source:
-  """The dataset through the loader `cfg.loader` asks for (see `--loader`)."""
-  if cfg.loader == "device":
-    return device_data.source(data.load(cfg.dataset, cfg.data_dir))
-  if cfg.dataset != "imagefolder" or cfg.loader == "memory":
-    return data.in_memory(data.load(cfg.dataset, cfg.data_dir))
-  if not os.path.isdir(cfg.data_dir or ""):
-    data.load(cfg.dataset, cfg.data_dir)  # raises, naming the layout
-  files = data.scan_imagefolder(cfg.data_dir)
-  if (cfg.loader == "auto"
-      and grain_data.decoded_bytes(files) <= cfg.loader_memory_gb * 2**30):
-    return data.in_memory(data.load(cfg.dataset, cfg.data_dir))
-  return grain_data.source(files, cfg.image_size,
-                           flip=cfg.flip is not False, workers=cfg.workers)
+def _use_compilation_cache(path: str) -> None:
+  """JAX's persistent compilation cache in `path`, for every compiled
+  program (JAX's default skips those that compile in under a second)."""
+  jax.config.update("jax_compilation_cache_dir", os.path.abspath(path))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 def train_and_evaluate(
@@ -329,22 +267,36 @@ def train_and_evaluate(
   calls this with the same `cfg`; each loads only its share of every batch,
   and only process 0 prints and writes files other than checkpoints.
 
+  SIGTERM and SIGINT stop the run after the step in progress: it saves a
+  checkpoint and raises `Interrupted` (in a multi-process run the processes
+  agree every `cfg.log_every` steps on whether any of them got a signal).
+
   Returns:
     The last epoch's metrics, plus 'state': the final training state on the
     host (one copy, in every process).
   """
+  workdir = cfg.default_workdir()
+  _check_workdir_path(workdir)
+  if cfg.tensorboard:
+    try:
+      metrics.require_tensorboard()
+    except ImportError as e:
+      raise TrainError(str(e)) from None
+  if cfg.compilation_cache:
+    _use_compilation_cache(cfg.compilation_cache)
   distributed.maybe_initialize(cfg)
   main = distributed.is_main()
-  src = open_data(cfg)
-  if src.loader == "grain":
-    # Recorded, so that resuming with --loader auto (and another memory
-    # budget) cannot switch loaders. Grain crops in its workers.
-    cfg = dataclasses.replace(cfg, loader="grain", crop_pad=0)
+  if cfg.parallel == "pmap" and jax.process_count() > 1:
+    raise TrainError(
+        "--parallel pmap runs in one process only; a multi-process run "
+        f"({jax.process_count()} processes) needs --parallel jit.")
+  src = loaders.open_data(cfg)
+  # What the loader fixed is recorded, so that a resumed run (say, with
+  # --loader auto and another memory budget) reads its data the same way.
+  cfg = dataclasses.replace(cfg, **src.settings)
   height, width, _ = src.image_shape
   cfg = cfg.resolved(cfg.dataset, min(height, width))
-  # Grain also flips in its workers; the step must not flip again.
-  step_cfg = (dataclasses.replace(cfg, flip=False) if src.loader == "grain"
-              else cfg)
+  step_cfg = dataclasses.replace(cfg, **src.step_settings)
   par = Parallel(cfg.parallel)
   for name in ("batch_size", "eval_batch_size"):
     if getattr(cfg, name) % par.n:
@@ -357,8 +309,17 @@ def train_and_evaluate(
                      f"{src.num_train} training images.")
   total_steps = cfg.epochs * steps_per_epoch
   last_step = min(total_steps, stop_after or total_steps)
-  workdir = cfg.default_workdir()
   _check_workdir_config(workdir, cfg, write=main)
+  if main:
+    for warning in steps.schedule_warnings(
+        cfg, steps_per_epoch / cfg.grad_accum,
+        max(total_steps // cfg.grad_accum, 1)):
+      logging.warning(warning)
+    if total_steps % cfg.grad_accum:
+      logging.warning(
+          "--grad-accum %d does not divide the run's %d steps: the "
+          "gradients of the last %d are never applied.", cfg.grad_accum,
+          total_steps, total_steps % cfg.grad_accum)
 
   t = build(step_cfg, par, src.num_classes, src.image_shape, src.mean, src.std,
             steps_per_epoch, total_steps)
@@ -394,8 +355,12 @@ def train_and_evaluate(
     if main:
       print(f"Resuming from step {start_step} of {total_steps} in {workdir}.")
   state = par.put_state(state)
-  metrics_log = _Metrics(os.path.join(workdir, "metrics.jsonl"), start_step,
-                         write=main)
+  try:
+    logs = metrics.Logs(workdir, start_step, write=main,
+                        tensorboard=cfg.tensorboard)
+  except metrics.MetricsError as e:
+    ckpt.close()
+    raise TrainError(str(e)) from None
 
   root_key = jax.random.key(cfg.seed)
   if cfg.parallel == "jit":
@@ -424,9 +389,23 @@ def train_and_evaluate(
           np.asarray(images) * src.std + src.mean, np.asarray(targets),
           src.class_names, os.path.join(workdir, "augmented_batch.png"))
 
-  evaluate = functools.partial(_evaluate, t.eval_step, par, src,
-                               cfg.eval_batch_size)
+  def evaluate(state, split: str) -> dict[str, float]:
+    """`<split>_loss`, `<split>_accuracy`, ... of the weights, and with
+    --ema-decay `ema_<split>_...` of their moving average."""
+    batches, n = ((src.val_batches, src.num_val) if split == "val"
+                  else (src.eval_batches, src.num_test))
+    rows = par.rows(cfg.eval_batch_size)
+    out = {}
+    for prefix, weights in (("", state), ("ema_", state.get("ema"))):
+      if weights is not None:
+        result = _evaluate(t.eval_step, par, batches(cfg.eval_batch_size,
+                                                     rows), n, weights)
+        out.update({f"{prefix}{split}_{k}": v for k, v in result.items()})
+    return out
 
+  # With --val-split the epochs are evaluated on the validation set, and the
+  # test set only once, at the end.
+  epoch_split = "val" if src.num_val else "test"
   if stream is None:
     batches = data.prefetch(
         src.train_batches(cfg.batch_size, cfg.seed, start_step, last_step,
@@ -437,58 +416,92 @@ def train_and_evaluate(
   bar = tqdm.tqdm(total=total_steps, initial=start_step, unit="step",
                   disable=not (cfg.progress and main), dynamic_ncols=True)
   last_saved = start_step or None
-  tick, tick_step = time.perf_counter(), start_step
+  # Throughput is timed from the end of the run's first step (which
+  # compiles), and leaves out the evaluations.
+  tick = tick_step = epoch_tick = epoch_tick_step = None
+  window = []  # the losses since the last step record
   record = None
   try:
-    for step, (x, y) in enumerate(batches, start=start_step + 1):
-      state, out = t.train_step(state, x, y, root_key)
-      epoch_losses.append(par.unreplicate(out["loss"]))
-      if step % cfg.log_every == 0 or step == last_step:
-        loss = float(epoch_losses[-1])
-        _check_finite(loss, step, last_saved)
-        now = time.perf_counter()
-        rate = (step - tick_step) * cfg.batch_size / (now - tick)
-        bar.set_postfix(loss=f"{loss:.4f}", img_per_s=f"{rate:.0f}")
-        bar.update(step - tick_step)
-        tick, tick_step = now, step
-      if step % steps_per_epoch == 0:
-        epoch = step // steps_per_epoch
-        train_loss = float(jnp.mean(jnp.stack(epoch_losses)))
-        _check_finite(train_loss, step, last_saved)
-        record = dict(epoch=epoch, step=step, train_loss=train_loss,
-                      lr=float(t.schedule(step)))
-        line = f"epoch {epoch:3d}  train loss {train_loss:.4f}"
-        if epoch % cfg.eval_every == 0 or step == total_steps:
-          test_loss, test_acc = evaluate(state)
-          record.update(test_loss=test_loss, test_accuracy=test_acc)
-          line += (f"  test loss {test_loss:.4f}  test accuracy "
-                   f"{test_acc:.4f}")
-        metrics_log.append(record)
-        if main:
-          bar.write(line)
-        epoch_losses = []
-      if save_policy.should_save(step):
-        # Never checkpoint a diverged state.
-        _check_finite(float(par.unreplicate(out["loss"])), step, last_saved)
-        # Orbax copies the arrays to the host before returning, so the next
-        # step may donate their buffers while the files are written.
-        ckpt.save(step, par.unreplicate(state), stream,
-                  progress=dict(epoch_losses=[float(l) for l in epoch_losses]))
-        save_policy.saved()
-        last_saved = step
+    with preemption.Signals() as signals:
+      for step, (x, y) in enumerate(batches, start=start_step + 1):
+        state, out = t.train_step(state, x, y, root_key)
+        loss = par.unreplicate(out["loss"])
+        epoch_losses.append(loss)
+        window.append(loss)
+        if tick is None:
+          jax.block_until_ready(loss)
+          tick = epoch_tick = time.perf_counter()
+          tick_step = epoch_tick_step = step
+        log_step = step % cfg.log_every == 0 or step == last_step
+        if log_step:
+          mean_loss = float(jnp.mean(jnp.stack(window)))
+          _check_finite(mean_loss, step, last_saved)
+          now = time.perf_counter()
+          step_record = dict(step=step, loss=mean_loss, lr=t.lr_at(step))
+          if step > tick_step:
+            step_record["images_per_second"] = (
+                (step - tick_step) * cfg.batch_size / (now - tick))
+            bar.set_postfix(loss=f"{mean_loss:.4f}", img_per_s=(
+                f"{step_record['images_per_second']:.0f}"))
+          logs.step(step_record)
+          bar.update(step - bar.n)
+          tick, tick_step, window = now, step, []
+        if step % steps_per_epoch == 0:
+          epoch = step // steps_per_epoch
+          train_loss = float(jnp.mean(jnp.stack(epoch_losses)))
+          _check_finite(train_loss, step, last_saved)
+          now = time.perf_counter()
+          record = dict(epoch=epoch, step=step, train_loss=train_loss,
+                        lr=t.lr_at(step))
+          if step > epoch_tick_step:
+            record["images_per_second"] = (
+                (step - epoch_tick_step) * cfg.batch_size
+                / (now - epoch_tick))
+          if epoch % cfg.eval_every == 0 or step == total_steps:
+            record.update(evaluate(state, epoch_split))
+          if step == total_steps and epoch_split == "val":
+            record.update(evaluate(state, "test"))
+          logs.epoch(record)
+          if main:
+            bar.write(_line(record))
+          epoch_losses = []
+          tick = epoch_tick = time.perf_counter()
+          tick_step = epoch_tick_step = step
+        if par.processes == 1:
+          stop = signals.received is not None
+        else:  # a collective: only where every process takes it
+          stop = log_step and distributed.any_process(
+              signals.received is not None)
+        if stop or save_policy.should_save(step):
+          # Never checkpoint a diverged state.
+          _check_finite(float(loss), step, last_saved)
+          # Orbax copies the arrays to the host before returning, so the
+          # next step may donate their buffers while the files are written.
+          ckpt.save(step, par.unreplicate(state), stream,
+                    progress=dict(epoch_losses=[float(l)
+                                                for l in epoch_losses]))
+          save_policy.saved()
+          last_saved = step
+        if stop:
+          raise Interrupted(
+              f"stopped by {preemption.name(signals.received)} after step "
+              f"{step} of {total_steps}, and saved checkpoint "
+              f"{os.path.join(ckpt.directory, str(step))}: run the same "
+              f"command to resume from step {step}.", signals.received)
   finally:
     bar.close()
-    ckpt.close()
+    batches.close()  # stops a loader's worker processes
+    ckpt.close()  # waits for the last save
+    logs.close()
 
   if record is None or record["step"] != last_step:
-    test_loss, test_acc = evaluate(state)
-    record = dict(step=last_step, test_loss=test_loss, test_accuracy=test_acc)
+    record = dict(step=last_step, **evaluate(state, "test"))
   elif "test_accuracy" not in record:
-    # Stopped early (`stop_after`) on an epoch that --eval-every skips.
-    test_loss, test_acc = evaluate(state)
-    record = dict(record, test_loss=test_loss, test_accuracy=test_acc)
-  if metrics_log.records and main:
-    plots.save_curves(metrics_log.records,
+    # Stopped early (`stop_after`) on an epoch that --eval-every skips, or
+    # on one evaluated on the validation set.
+    record.update(evaluate(state, "test"))
+  if logs.epochs.records and main:
+    plots.save_curves(logs.epochs.records,
                       os.path.join(workdir, "curves.png"))
   if last_step == total_steps and main:
     print(f"Done: step {total_steps}, test accuracy "
