@@ -100,7 +100,6 @@ def _sources(args, folder: str):
   """`{loader: Source}` over one decoding of the data."""
   from train import data  # pylint: disable=g-import-not-at-top
   from train import device_data  # pylint: disable=g-import-not-at-top
-  from train import grain_data  # pylint: disable=g-import-not-at-top
 
   ds = (data.load_npz(args.loader_npz) if args.loader_npz
         else data.load_imagefolder(folder))
@@ -108,11 +107,18 @@ def _sources(args, folder: str):
   makers = {
       "memory": lambda: data.in_memory(ds),
       "device": lambda: device_data.source(ds),
-      "grain": lambda: grain_data.source(
-          data.scan_imagefolder(folder), size, flip=True,
-          workers=args.loader_workers),
+      "grain": lambda: _grain_source(data.scan_imagefolder(folder), size,
+                                     args.loader_workers),
   }
   return {name: makers[name] for name in args.loaders}
+
+
+def _grain_source(files, size: int, workers: int):
+  """Grain over `files` by the recipe the trainer's `--loader grain` picks."""
+  from train import grain_data  # pylint: disable=g-import-not-at-top
+
+  recipe = grain_data.choose_recipe(files, None, size, flip=True)
+  return grain_data.source(files, recipe, workers)
 
 
 def time_loader(args, src, log) -> dict:
@@ -127,11 +133,10 @@ def time_loader(args, src, log) -> dict:
       dataset="imagefolder", loader=src.loader, model=args.loader_model,
       width=args.loader_width, dtype=args.loader_dtype, batch_size=batch,
       aug=args.loader_aug, prob=1.0, progress=False)
-  if src.loader == "grain":  # as train_and_evaluate: Grain crops and flips
-    cfg = dataclasses.replace(cfg, crop_pad=0)
+  # As train_and_evaluate: what the loader fixed, then the step's share.
+  cfg = dataclasses.replace(cfg, **src.settings)
   cfg = cfg.resolved("imagefolder", min(src.image_shape[:2]))
-  if src.loader == "grain":
-    cfg = dataclasses.replace(cfg, flip=False)
+  cfg = dataclasses.replace(cfg, **src.step_settings)
   par = train.Parallel("jit")
   if batch % par.n:
     raise ValueError(f"--loader-batch {batch} is not divisible by the "
