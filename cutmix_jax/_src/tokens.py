@@ -19,8 +19,7 @@ import numpy as np
 
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src.params import CuboidParams, MaskParams, MixParams, Op
-
-PatchSize = Union[int, tuple[int, int]]
+from cutmix_jax._src.typing import PatchSize
 
 
 def check_patch_size(patch_size: Any) -> tuple[int, int]:
@@ -50,6 +49,33 @@ def grid(height: int, width: int, patch_size: tuple[int, int]
         f"the image size {(height, width)} is not a multiple of patch_size "
         f"{(ph, pw)}: a ViT's patches must tile the image exactly.")
   return height // ph, width // pw
+
+
+def sampler_patch(patch_size: Any, height: int, width: int
+                  ) -> tuple[int, int]:
+  """A sampler's checked `patch_size`: `(1, 1)` for None (pixel boxes, the
+  same draw), else a patch that tiles the image."""
+  if patch_size is None:
+    return 1, 1
+  patch = check_patch_size(patch_size)
+  grid(height, width, patch)
+  return patch
+
+
+def to_pixels(box: jax.Array, patch: tuple[int, int]) -> jax.Array:
+  """Boxes `[..., 4]` on the token grid to pixel boxes."""
+  if patch == (1, 1):
+    return box
+  ph, pw = patch
+  return box * jnp.asarray([ph, pw, ph, pw], box.dtype)
+
+
+def repeat_tokens(masks: jax.Array, patch: tuple[int, int]) -> jax.Array:
+  """Masks `[n, gh, gw]` on the token grid to pixels: each token's value on
+  its whole patch."""
+  if patch == (1, 1):
+    return masks
+  return jnp.repeat(jnp.repeat(masks, patch[0], axis=1), patch[1], axis=2)
 
 
 def _image_size(params: Union[MixParams, MaskParams]) -> tuple[int, int]:

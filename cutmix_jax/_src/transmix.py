@@ -20,8 +20,7 @@ from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import tokens
 from cutmix_jax._src import validation
 from cutmix_jax._src.params import MaskParams, MixParams, Op
-
-ArrayLike = jax.typing.ArrayLike
+from cutmix_jax._src.typing import ArrayLike, PatchSize
 
 # The ops whose label TransMix reweighs: the partner's pixels fill a region.
 _REGION_OPS = (int(Op.CUTMIX), int(Op.RESIZEMIX))
@@ -52,7 +51,7 @@ def transmix_lam(
     params: Union[MixParams, MaskParams],
     attention: ArrayLike,
     *,
-    patch_size: tokens.PatchSize,
+    patch_size: PatchSize,
 ) -> jax.Array:
   """The own-label weight λ of every sample under TransMix's rule.
 
@@ -159,7 +158,7 @@ def transmix_labels(
     labels: ArrayLike,
     attention: ArrayLike,
     *,
-    patch_size: tokens.PatchSize,
+    patch_size: PatchSize,
     num_classes: Optional[int] = None,
     label_smoothing: ArrayLike = 0.0,
 ) -> jax.Array:
