@@ -203,6 +203,7 @@ def test_integer_label_dtypes():
   ref = cj.mix_labels(draw, y.astype(np.int32), num_classes=C)
   for dtype in [np.uint8, np.int16, np.uint32]:
     kway = cj.mix_labels_kway(draw, y.astype(dtype), num_classes=C)
+    assert kway.classes.dtype == jnp.int32
     assert_bits_equal(kway.to_dense(), ref)
 
 

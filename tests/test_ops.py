@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import cutmix_jax as cj
 

@@ -238,10 +238,10 @@ def mix_labels_kway(
   num_classes = validation.check_size(num_classes, "num_classes")
   params_lib.check(params, labels.shape[0], "labels")
   labels_lib._check_smoothing(label_smoothing)  # pylint: disable=protected-access
-  if labels.dtype != jnp.int32:
-    valid = (labels >= 0) & (labels < num_classes)
-    labels = jnp.where(valid, labels, -1).astype(jnp.int32)
-  lam = params_lib.honoured(params).lam.astype(jnp.float32)
+  # The draw's (partner, lam) pairs; partners' labels come by `partner_rows`,
+  # since `partner` indexes the global batch under `cross_device`.
+  _, lam = params.label_pairs()
+  lam = lam.astype(jnp.float32)
   classes = jnp.stack([labels, pairing.partner_rows(params, labels)], axis=1)
   weights = jnp.stack([lam, 1 - lam], axis=1)
   return KWayLabels(classes, weights, num_classes=num_classes,
