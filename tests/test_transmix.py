@@ -155,7 +155,8 @@ def test_box_token_mask_reads_each_patchs_top_left_pixel(patch):
   params = _box_draw(boxes, np.arange(20)[::-1], ops)
   mask = jax.jit(lambda p: cj.token_mask(p, patch_size=patch))(params)
   assert mask.dtype == jnp.bool_ and mask.shape == (20, (H // ph) * (W // pw))
-  pasted = np.isin(ops, [Op.CUTMIX, Op.RESIZEMIX])[:, None, None]
+  # Cutout's fill replaces its box too; unmixed samples keep every token.
+  pasted = np.isin(ops, [Op.CUTMIX, Op.RESIZEMIX, Op.CUTOUT])[:, None, None]
   want = _top_left(cj.box_mask(boxes, H, W) & pasted, ph, pw)
   np.testing.assert_array_equal(mask, want)
 
