@@ -282,6 +282,25 @@ def test_mixup_draws_without_an_image_size_keep_their_weights():
   np.testing.assert_array_equal(lam, params.lam)
 
 
+def test_kway_labels_are_the_dense_labels():
+  params = cj.sample_mix(jax.random.key(4), 8, H, W, mode="elem")
+  labels = jnp.arange(8) % K
+  attn = jnp.asarray(_cls_attention(5, 8)[:, :, 1:])
+  rule = dict(patch_size=PATCH, num_classes=K, label_smoothing=0.1)
+  # All under one jit: to_dense equals mix_labels' arithmetic when both are
+  # compiled alike.
+  kway, from_kway, dense, lam = jax.jit(lambda p, y, a: (
+      cj.transmix_labels_kway(p, y, a, **rule),
+      cj.transmix_labels_kway(p, y, a, **rule).to_dense(),
+      cj.transmix_labels(p, y, a, **rule),
+      cj.transmix_lam(p, a, patch_size=PATCH)))(params, labels, attn)
+  np.testing.assert_array_equal(from_kway, dense)
+  np.testing.assert_array_equal(kway.classes[:, 0], labels)
+  np.testing.assert_array_equal(kway.classes[:, 1], labels[::-1])
+  np.testing.assert_array_equal(kway.weights[:, 0], lam)
+  assert not np.array_equal(kway.weights[:, 0], params.lam)
+
+
 def test_attention_gets_no_gradient():
   params = cj.sample_cutmix(jax.random.key(0), 4, H, W, mode="elem")
   attn = jnp.asarray(_cls_attention(0, 4)[:, :, 1:])
