@@ -19,7 +19,14 @@ whatever runs exist and says how many seeds each method has.
 Per-method settings are each method's published CIFAR recipe: CutMix α = 1
 with prob 0.5 (the official CIFAR code), MixUp α = 1 with prob 1 (Zhang et
 al.), Cutout of a 16×16 box (half the side) with prob 1 (DeVries & Taylor);
-`--prob` overrides the probability for all three.
+`--prob` overrides the probability for all three. TransMix (`transmix`, a
+ViT only) is the MixUp/CutMix switch with TransMix's labels from the
+attention, prob 1 as DeiT.
+
+Options left out take the model family's recipe: for ResNets this study's
+settings (width 8, SGD lr 0.1, weight decay 5e-4, 1 warm-up epoch), for ViTs
+the trainer's DeiT recipe (AdamW, lr 5e-4 x batch / 512, weight decay 0.05,
+5 warm-up epochs, label smoothing 0.1, the preset's width).
 """
 
 from __future__ import annotations
@@ -51,13 +58,17 @@ from train import steps
 from train import train as trainer
 from train.config import Config
 
-METHODS = ("none", "cutmix", "mixup", "cutout", "mix")
+METHODS = ("none", "cutmix", "mixup", "cutout", "mix", "transmix")
 LABELS = {"none": "baseline", "cutmix": "CutMix", "mixup": "MixUp",
-          "cutout": "Cutout", "mix": "MixUp/CutMix switch"}
+          "cutout": "Cutout", "mix": "MixUp/CutMix switch",
+          "transmix": "TransMix"}
 # Each method's published CIFAR setting of the chance to apply it (`mix`:
 # timm's Mixup default, as DeiT uses it).
 DEFAULT_PROB = {"none": 0.5, "cutmix": 0.5, "mixup": 1.0, "cutout": 1.0,
-                "mix": 1.0}
+                "mix": 1.0, "transmix": 1.0}
+# The ResNet study's settings for the options left out; a ViT leaves them to
+# the trainer's recipe (`config.RECIPES`).
+RESNET_DEFAULTS = dict(width=8, lr=0.1, weight_decay=5e-4, warmup_epochs=1.0)
 FRACTIONS = (0.25, 0.5)
 # The evaluation conditions, in table order.
 CONDITIONS = ("clean",) + tuple(
@@ -88,14 +99,20 @@ def make_parser() -> argparse.ArgumentParser:
                  help="test-set evaluation every this many epochs (for the "
                       "learning curve); the last epoch is always evaluated")
   p.add_argument("--model", default="resnet20", choices=tuple(models.MODELS))
-  p.add_argument("--width", type=int, default=8,
-                 help="first-stage channels (16 is the standard ResNet-20)")
+  p.add_argument("--width", type=int, default=None,
+                 help="first-stage channels (16 is the standard ResNet-20), "
+                      "or a ViT's token width (default: 8 for ResNets, the "
+                      "preset's for ViTs)")
   p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                  help="computation dtype (see python -m train --help)")
   p.add_argument("--batch-size", type=int, default=128)
-  p.add_argument("--lr", type=float, default=0.1)
-  p.add_argument("--weight-decay", type=float, default=5e-4)
-  p.add_argument("--warmup-epochs", type=float, default=1.0)
+  p.add_argument("--lr", type=float, default=None,
+                 help="peak learning rate (default: 0.1 for ResNets, DeiT's "
+                      "5e-4 x batch / 512 for ViTs)")
+  p.add_argument("--weight-decay", type=float, default=None,
+                 help="(default: 5e-4 for ResNets, 0.05 for ViTs)")
+  p.add_argument("--warmup-epochs", type=float, default=None,
+                 help="(default: 1 for ResNets, 5 for ViTs)")
   p.add_argument("--prob", type=float, default=None,
                  help="chance of applying the augmentation, for every method "
                       f"(default: per method, {DEFAULT_PROB})")
@@ -415,13 +432,15 @@ def machine_info() -> dict[str, Any]:
 def run_config(args: argparse.Namespace, method: str, seed: int,
                npz_path: str) -> Config:
   prob = args.prob if args.prob is not None else DEFAULT_PROB[method]
+  given = {k: getattr(args, k) for k in RESNET_DEFAULTS}
+  if models.family(args.model) == "resnet":
+    given = {k: RESNET_DEFAULTS[k] if v is None else v
+             for k, v in given.items()}
   return Config(
-      dataset="npz", data_dir=npz_path, model=args.model, width=args.width,
-      dtype=args.dtype, epochs=args.epochs, batch_size=args.batch_size,
-      lr=args.lr,
-      weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-      aug=method, prob=prob, seed=seed, progress=args.progress,
-      log_every=50, ckpt_every=args.ckpt_every, eval_every=args.eval_every)
+      dataset="npz", data_dir=npz_path, model=args.model, dtype=args.dtype,
+      epochs=args.epochs, batch_size=args.batch_size, aug=method, prob=prob,
+      seed=seed, progress=args.progress, log_every=50,
+      ckpt_every=args.ckpt_every, eval_every=args.eval_every, **given)
 
 
 _MACHINE_FIELDS = (("cpu", "{}"), ("cores", "{} cores"), ("platform", "{}"),
@@ -447,9 +466,12 @@ def _method_settings_line(table: dict[str, Any], s: dict[str, Any], h: int,
   def describe(m: str) -> str:
     if m in ("cutmix", "mixup"):
       return f"{LABELS[m]} α = {s['alpha']}"
-    if m == "mix":
-      return (f"MixUp/CutMix switch: MixUp α = {s['mixup_alpha']}, CutMix "
-              f"α = {s['alpha']}, CutMix with chance {s['switch_prob']}")
+    if m in ("mix", "transmix"):
+      labels = (" with TransMix's labels from the last block's attention"
+                if m == "transmix" else "")
+      return (f"{LABELS[m]}: MixUp α = {s['mixup_alpha']}, CutMix "
+              f"α = {s['alpha']}, CutMix with chance {s['switch_prob']}"
+              f"{labels}")
     side = s.get("cutout_size")
     return "Cutout " + (f"{side}×{side} box" if side else
                         f"{max(h // 2, 1)}×{max(w // 2, 1)} box (half the side)")
@@ -468,6 +490,8 @@ def _settings(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     # Only when not the default, so that runs recorded before --dtype existed
     # still match their settings.
     s["dtype"] = cfg.dtype
+  if cfg.optimizer != "sgd":
+    s["optimizer"] = cfg.optimizer  # likewise, runs before --optimizer
   s.update(aug=cfg.aug, seed=cfg.seed, train_subset=args.train_subset,
            fill=args.fill, occlusion_seed=args.occlusion_seed)
   if args.pool:
@@ -686,8 +710,12 @@ def summarize(out: str) -> Optional[dict[str, Any]]:
   subset = s["train_subset"] or "all 50,000"
   lines += [
       "",
-      f"- Model {s['model']} (width {s['width']}), {s['epochs']} epochs, "
-      f"batch {s['batch_size']}, SGD (Nesterov, momentum 0.9) lr {s['lr']} "
+      f"- Model {s['model']} (width {s['width'] or 'of the preset'}), "
+      f"{s['epochs']} epochs, "
+      f"batch {s['batch_size']}, "
+      + ("AdamW (decoupled decay) " if s.get("optimizer") == "adamw" else
+         "SGD (Nesterov, momentum 0.9) ")
+      + f"lr {s['lr']} "
       f"with {s['warmup_epochs']} warmup epoch(s) then {s['schedule']} decay, "
       f"weight decay {s['weight_decay']}, random crop (pad 4) and flip for "
       f"every method; training images: {subset}.",
@@ -893,7 +921,7 @@ def _plot(table, paired, path, s, conditions):
   ax.set_xticks(np.arange(len(conditions)),
                 [CONDITION_TITLES[c] for c in conditions])
   ax.set_ylabel("test accuracy (%)")
-  ax.set_title(f"CIFAR-10, {s['model']} width {s['width']}, {s['epochs']} "
+  ax.set_title(f"CIFAR-10, {s['model']} width {s['width'] or 'preset'}, {s['epochs']} "
                "epochs: clean and occluded test accuracy")
   ax.legend(fontsize=8)
   ax.grid(axis="y", alpha=0.3)
