@@ -49,6 +49,7 @@ from cutmix_jax._src.ops import resizemix
 from cutmix_jax._src.ops import switch
 from cutmix_jax._src.tokens import token_mask
 from cutmix_jax._src.transmix import transmix_labels
+from cutmix_jax._src.transmix import transmix_labels_kway
 from cutmix_jax._src.transmix import transmix_lam
 
 __version__ = "0.2.0"
@@ -93,5 +94,6 @@ __all__ = (
     "switch",
     "token_mask",
     "transmix_labels",
+    "transmix_labels_kway",
     "transmix_lam",
 )

@@ -41,7 +41,8 @@ GROUPS: list[tuple[str, str, list[str]]] = [
     ("Vision Transformers",
      "Draws at the resolution of a ViT's patch tokens, and TransMix's "
      "label weights from the class token's attention.",
-     ["token_mask", "transmix_labels", "transmix_lam"]),
+     ["token_mask", "transmix_labels", "transmix_labels_kway",
+      "transmix_lam"]),
     ("Blocks",
      "Box arithmetic the samplers are built from.",
      ["box_mask", "box_area", "lam_from_box"]),
@@ -96,6 +97,8 @@ SEE_ALSO: dict[str, list[str]] = {
     "lam_from_box": ["box_area", "sample_box"],
     "token_mask": ["transmix_lam", "MixParams", "MaskParams"],
     "transmix_labels": ["transmix_lam", "mix_labels", "token_mask"],
+    "transmix_labels_kway": ["transmix_labels", "mix_labels_kway",
+                             "softmax_cross_entropy_kway"],
     "transmix_lam": ["transmix_labels", "token_mask", "mix_labels"],
     "MixParams": ["sample_cutmix", "apply_params", "Op"],
     "MaskParams": ["sample_multibox", "sample_fmix", "apply_params"],

@@ -45,6 +45,7 @@ POSITIONAL = {
     "token_mask": ["params"],
     "transmix_lam": ["params", "attention"],
     "transmix_labels": ["params", "labels", "attention"],
+    "transmix_labels_kway": ["params", "labels", "attention"],
 }
 FUNCTIONS = sorted(n for n in cj.__all__ if inspect.isfunction(getattr(cj, n)))
 

@@ -207,6 +207,30 @@ def test_summary_names_each_methods_own_mixing_settings():
       {"none": dict(mode="batch")}, settings, 32, 32) == "- No mixing method."
 
 
+def test_vit_runs_take_deits_recipe_and_resnet_runs_the_studys():
+  vit = experiments.make_parser().parse_args(
+      ["--model", "vit_small_cpu", "--batch-size", "256"])
+  cfg = runs.run_config(vit, "transmix", 0, "x.npz").resolved("npz", 32)
+  assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.warmup_epochs,
+          cfg.label_smoothing, cfg.width, cfg.prob, cfg.aug) == (
+              "adamw", 2.5e-4, 0.05, 5.0, 0.1, None, 1.0, "transmix")
+  settings = runs._settings(cfg, vit)
+  assert settings["optimizer"] == "adamw"
+  # A ResNet run keeps the study's settings, and its recorded settings keep
+  # the keys that runs made before --optimizer have.
+  resnet = experiments.make_parser().parse_args([])
+  cfg = runs.run_config(resnet, "cutmix", 0, "x.npz").resolved("npz", 32)
+  assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.warmup_epochs,
+          cfg.width, cfg.label_smoothing) == ("sgd", 0.1, 5e-4, 1.0, 8, 0.0)
+  assert "optimizer" not in runs._settings(cfg, resnet)
+  line = report._method_settings_line(
+      {"none": dict(mode="batch"), "transmix": dict(mode="batch")},
+      dict(alpha=1.0, mixup_alpha=0.8, switch_prob=0.5), 32, 32)
+  assert line == ("- TransMix: MixUp α = 0.8, CutMix α = 1.0, CutMix with "
+                  "chance 0.5 with TransMix's labels from the last block's "
+                  "attention, mode batch; prob as in the table.")
+
+
 def test_machines_differing_only_in_platform_are_told_apart():
   base = dict(cpu="Xeon", cores="2", python="3.11.7", jax="0.10.2",
               devices="['cpu:0']")

@@ -85,8 +85,10 @@ def test_adamw_decays_kernels_only_and_decoupled():
                                rtol=1e-6)
 
 
-def test_transmix_labels_in_the_jitted_step(fast_compile):
-  cfg, par, t = _trainer(aug="transmix", mode="elem", prob=1.0)
+@pytest.mark.parametrize("targets", ["kway", "dense"])
+def test_transmix_labels_in_the_jitted_step(targets, fast_compile):
+  cfg, par, t = _trainer(aug="transmix", mode="elem", prob=1.0,
+                         targets=targets)
   # Sharper attention than at initialisation, so that where it falls moves
   # the labels well beyond rounding.
   params = t.state["params"]
@@ -104,7 +106,8 @@ def test_transmix_labels_in_the_jitted_step(fast_compile):
   @jax.jit
   def by_hand(state, images, labels):
     key = jax.random.fold_in(root_key, 0)
-    xs, area, draw = t.augment_fn(key, images, labels, with_params=True)
+    xs, area, draw = t.augment_fn(key, images, labels, with_params=True,
+                                  targets="dense")
     model = nnx.merge(t.graphdef, state["params"], state["batch_stats"])
     logits, attention = model(xs, return_attention=True)
     targets = cutmix_jax.transmix_labels(

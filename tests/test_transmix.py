@@ -155,7 +155,8 @@ def test_box_token_mask_reads_each_patchs_top_left_pixel(patch):
   params = _box_draw(boxes, np.arange(20)[::-1], ops)
   mask = jax.jit(lambda p: cj.token_mask(p, patch_size=patch))(params)
   assert mask.dtype == jnp.bool_ and mask.shape == (20, (H // ph) * (W // pw))
-  pasted = np.isin(ops, [Op.CUTMIX, Op.RESIZEMIX])[:, None, None]
+  # Cutout's fill replaces its box too; unmixed samples keep every token.
+  pasted = np.isin(ops, [Op.CUTMIX, Op.RESIZEMIX, Op.CUTOUT])[:, None, None]
   want = _top_left(cj.box_mask(boxes, H, W) & pasted, ph, pw)
   np.testing.assert_array_equal(mask, want)
 
@@ -279,6 +280,25 @@ def test_mixup_draws_without_an_image_size_keep_their_weights():
   params = cj.sample_mixup(jax.random.key(0), 4, mode="elem")
   lam = cj.transmix_lam(params, jnp.ones((4, 7)) / 8, patch_size=4)
   np.testing.assert_array_equal(lam, params.lam)
+
+
+def test_kway_labels_are_the_dense_labels():
+  params = cj.sample_mix(jax.random.key(4), 8, H, W, mode="elem")
+  labels = jnp.arange(8) % K
+  attn = jnp.asarray(_cls_attention(5, 8)[:, :, 1:])
+  rule = dict(patch_size=PATCH, num_classes=K, label_smoothing=0.1)
+  # All under one jit: to_dense equals mix_labels' arithmetic when both are
+  # compiled alike.
+  kway, from_kway, dense, lam = jax.jit(lambda p, y, a: (
+      cj.transmix_labels_kway(p, y, a, **rule),
+      cj.transmix_labels_kway(p, y, a, **rule).to_dense(),
+      cj.transmix_labels(p, y, a, **rule),
+      cj.transmix_lam(p, a, patch_size=PATCH)))(params, labels, attn)
+  np.testing.assert_array_equal(from_kway, dense)
+  np.testing.assert_array_equal(kway.classes[:, 0], labels)
+  np.testing.assert_array_equal(kway.classes[:, 1], labels[::-1])
+  np.testing.assert_array_equal(kway.weights[:, 0], lam)
+  assert not np.array_equal(kway.weights[:, 0], params.lam)
 
 
 def test_attention_gets_no_gradient():

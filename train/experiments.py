@@ -17,7 +17,14 @@ resumes from its checkpoints in `<cache-dir>/runs/`. The summary merges
 whatever runs exist and says how many seeds each method has.
 
 Per-method settings are each method's published CIFAR recipe (see
-`train.runs`); `--prob` overrides the probability for all of them.
+`train.runs`); `--prob` overrides the probability for all of them. TransMix
+(`transmix`, a ViT only) is the MixUp/CutMix switch with TransMix's labels
+from the attention, prob 1 as DeiT.
+
+Options left out take the model family's recipe: for ResNets this study's
+settings (width 8, SGD lr 0.1, weight decay 5e-4, 1 warm-up epoch), for ViTs
+the trainer's DeiT recipe (AdamW, lr 5e-4 x batch / 512, weight decay 0.05,
+5 warm-up epochs, label smoothing 0.1, the preset's width).
 
 This module is the command line. The data is prepared by `study_data`, each
 run made and recorded by `runs`, evaluated by `evaluation`, and the runs
@@ -56,14 +63,20 @@ def make_parser() -> argparse.ArgumentParser:
                  help="test-set evaluation every this many epochs (for the "
                       "learning curve); the last epoch is always evaluated")
   p.add_argument("--model", default="resnet20", choices=tuple(models.MODELS))
-  p.add_argument("--width", type=int, default=8,
-                 help="first-stage channels (16 is the standard ResNet-20)")
+  p.add_argument("--width", type=int, default=None,
+                 help="first-stage channels (16 is the standard ResNet-20), "
+                      "or a ViT's token width (default: 8 for ResNets, the "
+                      "preset's for ViTs)")
   p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                  help="computation dtype (see python -m train --help)")
   p.add_argument("--batch-size", type=int, default=128)
-  p.add_argument("--lr", type=float, default=0.1)
-  p.add_argument("--weight-decay", type=float, default=5e-4)
-  p.add_argument("--warmup-epochs", type=float, default=1.0)
+  p.add_argument("--lr", type=float, default=None,
+                 help="peak learning rate (default: 0.1 for ResNets, DeiT's "
+                      "5e-4 x batch / 512 for ViTs)")
+  p.add_argument("--weight-decay", type=float, default=None,
+                 help="(default: 5e-4 for ResNets, 0.05 for ViTs)")
+  p.add_argument("--warmup-epochs", type=float, default=None,
+                 help="(default: 1 for ResNets, 5 for ViTs)")
   p.add_argument("--prob", type=float, default=None,
                  help="chance of applying the augmentation, for every method "
                       f"(default: per method, {runs.DEFAULT_PROB})")

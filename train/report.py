@@ -15,7 +15,8 @@ from train import summary as summary_lib
 from train.evaluation import FRACTIONS
 
 LABELS = {"none": "baseline", "cutmix": "CutMix", "mixup": "MixUp",
-          "cutout": "Cutout", "mix": "MixUp/CutMix switch"}
+          "cutout": "Cutout", "mix": "MixUp/CutMix switch",
+          "transmix": "TransMix"}
 
 
 CONDITION_TITLES = {"pool": "pool", "clean": "clean", "centre25": "centre 25%",
@@ -79,8 +80,11 @@ def markdown(summary: dict[str, Any], design: summary_lib.Design,
   subset = s["train_subset"] or "all 50,000"
   lines += [
       "",
-      f"- Model {s['model']} (width {s['width']}), {s['epochs']} epochs, "
-      f"batch {s['batch_size']}, SGD (Nesterov, momentum 0.9) lr {s['lr']} "
+      f"- Model {s['model']} (width {s['width'] or 'of the preset'}), "
+      f"{s['epochs']} epochs, batch {s['batch_size']}, "
+      + ("AdamW (decoupled decay) " if s.get("optimizer") == "adamw" else
+         "SGD (Nesterov, momentum 0.9) ")
+      + f"lr {s['lr']} "
       f"with {s['warmup_epochs']} warmup epoch(s) then {s['schedule']} decay, "
       f"weight decay {s['weight_decay']}, random crop (pad 4) and flip for "
       f"every method; training images: {subset}.",
@@ -139,9 +143,12 @@ def _method_settings_line(table: dict[str, Any], s: dict[str, Any], h: int,
   def describe(m: str) -> str:
     if m in ("cutmix", "mixup"):
       return f"{LABELS[m]} α = {s['alpha']}"
-    if m == "mix":
-      return (f"MixUp/CutMix switch: MixUp α = {s['mixup_alpha']}, CutMix "
-              f"α = {s['alpha']}, CutMix with chance {s['switch_prob']}")
+    if m in ("mix", "transmix"):
+      labels = (" with TransMix's labels from the last block's attention"
+                if m == "transmix" else "")
+      return (f"{LABELS[m]}: MixUp α = {s['mixup_alpha']}, CutMix "
+              f"α = {s['alpha']}, CutMix with chance {s['switch_prob']}"
+              f"{labels}")
     side = s.get("cutout_size")
     return "Cutout " + (f"{side}×{side} box" if side else
                         f"{max(h // 2, 1)}×{max(w // 2, 1)} box (half the side)")
@@ -272,8 +279,8 @@ def _plot(table, paired, path, s, conditions):
   ax.set_xticks(np.arange(len(conditions)),
                 [CONDITION_TITLES[c] for c in conditions])
   ax.set_ylabel("test accuracy (%)")
-  ax.set_title(f"CIFAR-10, {s['model']} width {s['width']}, {s['epochs']} "
-               "epochs: clean and occluded test accuracy")
+  ax.set_title(f"CIFAR-10, {s['model']} width {s['width'] or 'preset'}, "
+               f"{s['epochs']} epochs: clean and occluded test accuracy")
   ax.legend(fontsize=8)
   ax.grid(axis="y", alpha=0.3)
   fig.tight_layout()

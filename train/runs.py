@@ -26,16 +26,20 @@ from bench import machine
 from train import data
 from train import evaluation
 from train import metrics
+from train import models
 from train import train as trainer
 from train.config import Config
 
-METHODS = ("none", "cutmix", "mixup", "cutout", "mix")
+METHODS = ("none", "cutmix", "mixup", "cutout", "mix", "transmix")
 
 
 # Each method's published CIFAR setting of the chance to apply it (`mix`:
 # timm's Mixup default, as DeiT uses it).
 DEFAULT_PROB = {"none": 0.5, "cutmix": 0.5, "mixup": 1.0, "cutout": 1.0,
-                "mix": 1.0}
+                "mix": 1.0, "transmix": 1.0}
+# The ResNet study's settings for the options left out; a ViT leaves them to
+# the trainer's recipe (`config.RECIPES`).
+RESNET_DEFAULTS = dict(width=8, lr=0.1, weight_decay=5e-4, warmup_epochs=1.0)
 
 
 # The training settings that must agree between runs for them to be compared.
@@ -70,13 +74,15 @@ def machine_info() -> dict[str, Any]:
 def run_config(args: argparse.Namespace, method: str, seed: int,
                npz_path: str) -> Config:
   prob = args.prob if args.prob is not None else DEFAULT_PROB[method]
+  given = {k: getattr(args, k) for k in RESNET_DEFAULTS}
+  if models.family(args.model) == "resnet":
+    given = {k: RESNET_DEFAULTS[k] if v is None else v
+             for k, v in given.items()}
   return Config(
-      dataset="npz", data_dir=npz_path, model=args.model, width=args.width,
-      dtype=args.dtype, epochs=args.epochs, batch_size=args.batch_size,
-      lr=args.lr,
-      weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-      aug=method, prob=prob, seed=seed, progress=args.progress,
-      log_every=50, ckpt_every=args.ckpt_every, eval_every=args.eval_every)
+      dataset="npz", data_dir=npz_path, model=args.model, dtype=args.dtype,
+      epochs=args.epochs, batch_size=args.batch_size, aug=method, prob=prob,
+      seed=seed, progress=args.progress, log_every=50,
+      ckpt_every=args.ckpt_every, eval_every=args.eval_every, **given)
 
 
 def _settings(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
@@ -86,6 +92,8 @@ def _settings(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     # Only when not the default, so that runs recorded before --dtype existed
     # still match their settings.
     s["dtype"] = cfg.dtype
+  if cfg.optimizer != "sgd":
+    s["optimizer"] = cfg.optimizer  # likewise, runs before --optimizer
   s.update(aug=cfg.aug, seed=cfg.seed, train_subset=args.train_subset,
            fill=args.fill, occlusion_seed=args.occlusion_seed)
   if args.pool:

@@ -99,8 +99,8 @@ def augment(
 
   Returns:
     `(images, targets)`: float32 images, and `cutmix_jax.KWayLabels` or
-    float32 soft targets `[batch, num_classes]` (for transmix always dense:
-    the area-weighted ones of the switch); with `with_params`,
+    float32 soft targets `[batch, num_classes]` (for transmix the
+    area-weighted ones of the switch); with `with_params`,
     `(images, targets, params)`.
   """
   targets = targets or cfg.targets
@@ -132,9 +132,11 @@ def augment(
         switch_prob=cfg.switch_prob, prob=cfg.prob, mode=cfg.mode,
         groups=groups, axis_name=axis_name)
     x = cutmix_jax.apply_params(params, x)
-    targets = cutmix_jax.mix_labels(params, labels, num_classes=num_classes,
-                                    label_smoothing=cfg.label_smoothing)
-    return (x, targets, params) if with_params else (x, targets)
+    mix_labels = (cutmix_jax.mix_labels_kway if targets == "kway"
+                  else cutmix_jax.mix_labels)
+    y = mix_labels(params, labels, num_classes=num_classes,
+                   label_smoothing=cfg.label_smoothing)
+    return (x, y, params) if with_params else (x, y)
   if cfg.aug == "cutout":
     # Zero after normalisation fills with the dataset mean, as in the paper.
     x = cutmix_jax.cutout(k_mix, x, size=cfg.cutout_size, prob=cfg.prob,
@@ -260,9 +262,11 @@ def make_relabel(cfg, model: nnx.Module, num_classes: int
   labels of the draw reweighed by the ViT's attention; None otherwise."""
   if cfg.aug != "transmix":
     return None
+  rule = (cutmix_jax.transmix_labels_kway if cfg.targets == "kway"
+          else cutmix_jax.transmix_labels)
   return functools.partial(
-      cutmix_jax.transmix_labels, patch_size=model.patch_size,
-      num_classes=num_classes, label_smoothing=cfg.label_smoothing)
+      rule, patch_size=model.patch_size, num_classes=num_classes,
+      label_smoothing=cfg.label_smoothing)
 
 
 def make_train_step(
@@ -300,8 +304,7 @@ def make_train_step(
         loss = mixed_loss(logits, targets).mean()
       else:
         logits, attention = model(x, train=True, return_attention=True)
-        y = relabel(params, labels, attention)
-        loss = optax.softmax_cross_entropy(logits, y).mean()
+        loss = mixed_loss(logits, relabel(params, labels, attention)).mean()
       return loss, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(

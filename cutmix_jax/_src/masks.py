@@ -20,19 +20,23 @@ from cutmix_jax._src import compiled
 from cutmix_jax._src import options
 from cutmix_jax._src import plan as plan_lib
 from cutmix_jax._src import prng
+from cutmix_jax._src import tokens
 from cutmix_jax._src import validation
 from cutmix_jax._src.params import MaskParams, Mode, Op, Pairing
-from cutmix_jax._src.typing import ArrayLike, AxisName
+from cutmix_jax._src.typing import ArrayLike, AxisName, PatchSize
 
 
-
-def _finish(plan, active, masks, taken):
-  """Per-sample masks and λ from per-draw masks and their partner-pixel sums.
+def _finish(plan, active, masks, taken, patch=(1, 1)):
+  """Per-sample masks and λ from per-draw masks on the token grid of `patch`
+  and their partner-token sums.
 
   `taken` is exact per draw (an integer count, or FMix's closed form), so λ
   does not depend on the order of a float reduction, which differs between
   layouts.
   """
+  masks = tokens.repeat_tokens(masks, patch)
+  if patch != (1, 1):
+    taken = taken * (patch[0] * patch[1])
   mask = masks[plan.draw]
   mask = jnp.where(active[:, None, None], mask, jnp.zeros((), mask.dtype))
   height, width = mask.shape[1:]
@@ -64,6 +68,7 @@ def sample_multibox(
     mode: Mode = "batch",
     pairing: Pairing = "flip",
     groups: int = 1,
+    patch_size: Optional[PatchSize] = None,
     axis_name: AxisName = None,
     invariant: bool = False,
 ) -> MaskParams:
@@ -85,7 +90,9 @@ def sample_multibox(
   width) `a`. By default `a` follows French et al.: the height proportion
   is `p^u` for u uniform in [0, 1] (so `a` spans [p, 1/p]); with
   `aspect_range=(lo, hi)`, `a` is log-uniform in it. A box's top-left corner
-  is `round(u * (side - box_side))`, as in their code.
+  is `round(u * (side - box_side))`, as in their code. With `patch_size`,
+  all of this is on the token grid (sides and corners rounded to whole
+  tokens), and each token's value covers its patch.
 
   Args:
     key: a PRNG key.
@@ -111,6 +118,7 @@ def sample_multibox(
   """
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
+  patch = tokens.sampler_patch(patch_size, height, width)
   n_boxes = validation.check_size(n_boxes, "n_boxes")
   area_range = validation.check_range(area_range, "area_range", 0.0, 1.0)
   if aspect_range is not None:
@@ -126,12 +134,14 @@ def sample_multibox(
       axis_name=axis_name, invariant=invariant,
       parts={"box": range(4 * n_boxes)})
   u = prng.uniform(words["box"]).reshape(4, n_boxes, -1).transpose(0, 2, 1)
-  draw_boxes = boxes.multibox(u, height, width, area_range=area_range,
+  gh, gw = height // patch[0], width // patch[1]
+  draw_boxes = boxes.multibox(u, gh, gw, area_range=area_range,
                               aspect_range=aspect_range)
-  masks = boxes.box_mask(draw_boxes, height, width).any(1)
+  masks = boxes.box_mask(draw_boxes, gh, gw).any(1)
   if invert:
     masks = ~masks
-  return _finish(plan, active, masks, masks.sum((1, 2), dtype=jnp.int32))
+  return _finish(plan, active, masks, masks.sum((1, 2), dtype=jnp.int32),
+                 patch)
 
 
 def _fourier_noise(plan, height, width, decay_power):
@@ -170,6 +180,7 @@ def sample_fmix(
     mode: Mode = "batch",
     pairing: Pairing = "flip",
     groups: int = 1,
+    patch_size: Optional[PatchSize] = None,
     axis_name: AxisName = None,
     invariant: bool = False,
 ) -> MaskParams:
@@ -186,6 +197,10 @@ def sample_fmix(
   pixels ranked around `k`, `s = int(N * min(max_soft, λ, 1 - λ))` for `N`
   pixels, as in the reference's `binarise_mask`; the mask is then float32
   and applying it blends.
+
+  With `patch_size`, the noise, the top-k and the ramp are on the token
+  grid (`k = round(λ * num_tokens)` tokens keep their own values), and each
+  token's value covers its patch.
 
   Args:
     key: a PRNG key.
@@ -210,6 +225,7 @@ def sample_fmix(
   """
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
+  patch = tokens.sampler_patch(patch_size, height, width)
   validation.check_positive(alpha, "alpha")
   if not validation.is_static_number(decay_power) or float(decay_power) < 0:
     raise ValueError(
@@ -228,8 +244,9 @@ def sample_fmix(
   lam = beta.lam_from_words(words["cut_lam"], alpha,
                             plan.retry_key(plan_lib.RETRY_FIRST),
                             col_offset=plan.col_offset)
-  n = height * width
-  noise = _fourier_noise(plan, height, width, decay_power)
+  gh, gw = height // patch[0], width // patch[1]
+  n = gh * gw
+  noise = _fourier_noise(plan, gh, gw, decay_power)
   # rank[p] = the position of pixel p in descending noise order.
   order = jnp.argsort(-noise.reshape(plan.num_draws, n), axis=1)
   positions = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), order.shape)
@@ -252,8 +269,8 @@ def sample_fmix(
         rank < keep - soft, 0.0, jnp.where(rank >= keep + soft, 1.0, ramp)
     )
     taken = _soft_taken(keep[:, 0], soft[:, 0], n)
-  out = _finish(plan, active, masks.reshape(plan.num_draws, height, width),
-                taken)
+  out = _finish(plan, active, masks.reshape(plan.num_draws, gh, gw), taken,
+                patch)
   if not validation.is_static_number(alpha):
     # A traced α <= 0 has no λ to draw; let the NaN show, as elsewhere.
     out = dataclasses.replace(

@@ -17,7 +17,7 @@ from cutmix_jax._src import prng
 from cutmix_jax._src import sampling
 from cutmix_jax._src import validation
 from cutmix_jax._src.params import Mode, Pairing, Placement, Resize
-from cutmix_jax._src.typing import ArrayLike, AxisName
+from cutmix_jax._src.typing import ArrayLike, AxisName, PatchSize
 
 Targets = Literal["dense", "kway"]
 TARGETS: tuple[str, ...] = get_args(Targets)
@@ -50,6 +50,7 @@ def cutmix(
     groups: int = 1,
     placement: Placement = "official",
     minmax: Optional[tuple[float, float]] = None,
+    patch_size: Optional[PatchSize] = None,
     layout: str = "NHWC",
     axis_name: AxisName = None,
     invariant: bool = False,
@@ -84,6 +85,8 @@ def cutmix(
     groups: pair only inside this many contiguous blocks of the batch.
     placement: 'official' or 'inside'.
     minmax: timm's `cutmix_minmax` box-size range.
+    patch_size: a ViT's `(ph, pw)`: boxes on the patch grid, `lam` the exact
+      token fraction (see `sample_cutmix`); None for pixel boxes.
     layout: axes of `images`: 'NHWC', 'NCHW', or e.g. 'NTHWC' for video.
     axis_name: under `shard_map`/`pmap`, fold the axis index into the key.
     invariant: draws that depend on the key and the global sample index only,
@@ -110,7 +113,7 @@ def cutmix(
   params = sampling.sample_cutmix(
       key, batch, height, width, alpha=alpha, prob=prob, mode=mode,
       pairing=pairing, groups=groups, placement=placement, minmax=minmax,
-      axis_name=axis_name, invariant=invariant,
+      patch_size=patch_size, axis_name=axis_name, invariant=invariant,
       cross_device=cross_device,
   )
   return _apply(params, images, labels, layout, num_classes, label_smoothing,
@@ -182,6 +185,7 @@ def mix(
     groups: int = 1,
     placement: Placement = "official",
     cutmix_minmax: Optional[tuple[float, float]] = None,
+    patch_size: Optional[PatchSize] = None,
     layout: str = "NHWC",
     axis_name: AxisName = None,
     invariant: bool = False,
@@ -211,8 +215,8 @@ def mix(
       key, batch, height, width, mixup_alpha=mixup_alpha,
       cutmix_alpha=cutmix_alpha, switch_prob=switch_prob, prob=prob,
       mode=mode, pairing=pairing, groups=groups, placement=placement,
-      cutmix_minmax=cutmix_minmax, axis_name=axis_name, invariant=invariant,
-      cross_device=cross_device,
+      cutmix_minmax=cutmix_minmax, patch_size=patch_size,
+      axis_name=axis_name, invariant=invariant, cross_device=cross_device,
   )
   return _apply(params, images, labels, layout, num_classes, label_smoothing,
                 targets)
@@ -226,6 +230,7 @@ def cutout(
     fill_value: ArrayLike = 0,
     prob: ArrayLike = 1.0,
     mode: Mode = "elem",
+    patch_size: Optional[PatchSize] = None,
     layout: str = "NHWC",
     axis_name: AxisName = None,
     invariant: bool = False,
@@ -243,6 +248,8 @@ def cutout(
     prob: chance of cutting, per sample by default; a traced value is not
       range-checked (1 or above: every box cut; 0 or below, or NaN: none).
     mode: 'elem' (default) or 'batch'.
+    patch_size: a ViT's `(ph, pw)`: boxes of whole patches, `size` a
+      multiple of the patch (see `sample_cutout`); None for pixel boxes.
     layout: axes of `images`.
     axis_name: under `shard_map`/`pmap`, fold the axis index into the key.
     invariant: boxes that depend on the key and the global sample index only.
@@ -257,7 +264,7 @@ def cutout(
   images, _, batch, height, width = _prepare(key, images, None, layout, None)
   params = sampling.sample_cutout(
       key, batch, height, width, size=size, prob=prob, mode=mode,
-      axis_name=axis_name, invariant=invariant,
+      patch_size=patch_size, axis_name=axis_name, invariant=invariant,
   )
   return apply_lib.apply_params(
       params, images, layout=layout, fill_value=fill_value
@@ -277,6 +284,7 @@ def resizemix(
     mode: Mode = "batch",
     pairing: Pairing = "flip",
     groups: int = 1,
+    patch_size: Optional[PatchSize] = None,
     layout: str = "NHWC",
     axis_name: AxisName = None,
     invariant: bool = False,
@@ -305,7 +313,8 @@ def resizemix(
   )
   params = sampling.sample_resizemix(
       key, batch, height, width, scale=scale, prob=prob, mode=mode,
-      pairing=pairing, groups=groups, axis_name=axis_name,
+      pairing=pairing, groups=groups, patch_size=patch_size,
+      axis_name=axis_name,
       invariant=invariant, cross_device=cross_device,
   )
   return _apply(params, images, labels, layout, num_classes, label_smoothing,
@@ -332,6 +341,7 @@ def switch(
     groups: int = 1,
     placement: Placement = "official",
     cutmix_minmax: Optional[tuple[float, float]] = None,
+    patch_size: Optional[PatchSize] = None,
     layout: str = "NHWC",
     axis_name: AxisName = None,
     invariant: bool = False,
@@ -363,7 +373,8 @@ def switch(
       mixup_alpha=mixup_alpha, cutout_size=cutout_size,
       resize_scale=resize_scale, prob=prob, mode=mode, pairing=pairing,
       groups=groups, placement=placement, cutmix_minmax=cutmix_minmax,
-      axis_name=axis_name, invariant=invariant, cross_device=cross_device,
+      patch_size=patch_size, axis_name=axis_name, invariant=invariant,
+      cross_device=cross_device,
   )
   return _apply(params, images, labels, layout, num_classes, label_smoothing,
                 targets, fill_value=fill_value, resize=resize)

@@ -84,6 +84,14 @@ pairing: 'flip' pairs sample i with batch - 1 - i (a reversal, the cheapest
 groups: split the batch into this many equal contiguous blocks and pair
   only inside each. With the batch sharded over `groups` devices no image
   crosses a device, under plain `jax.jit` too.""",
+    "patch_size": """\
+patch_size: None (boxes in pixels), or a ViT's patch size `(ph, pw)` (or
+  an int): every box edge then lies on the patch grid. The draw is made by
+  the same rule on the grid of `(height // ph, width // pw)` tokens and
+  scaled to pixels, so its rounding is at token resolution and `lam` is
+  the exact token fraction (which equals the pixel fraction). `height`
+  and `width` must be multiples of the patch. `(1, 1)` is bit-identical
+  to None.""",
     "axis_name": """\
 axis_name: inside `shard_map` or `pmap`, the mapped axis (or axes) whose
   index is folded into the key, so that a replicated key gives each shard

@@ -27,9 +27,10 @@ from cutmix_jax._src import options
 from cutmix_jax._src import plan as plan_lib
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import prng
+from cutmix_jax._src import tokens
 from cutmix_jax._src import validation
 from cutmix_jax._src.params import Mode, MixParams, Op, Pairing, Placement
-from cutmix_jax._src.typing import ArrayLike, AxisName
+from cutmix_jax._src.typing import ArrayLike, AxisName, PatchSize
 
 
 # The ops each sampler can draw.
@@ -54,10 +55,12 @@ def _check_alpha_or_off(alpha, name):
   validation.check_positive(alpha, name, allow_zero=True)
 
 
-def _check_cutout_size(size, height, width, name):
-  """`(height, width)` of Cutout's box; by default half of each side."""
+def _check_cutout_size(size, height, width, name, patch=(1, 1)):
+  """`(height, width)` of Cutout's box, in tokens of `patch` (pixels for
+  `(1, 1)`); by default half of each side (in whole tokens)."""
+  ph, pw = patch
   if size is None:
-    return max(height // 2, 1), max(width // 2, 1)
+    return max(height // ph // 2, 1), max(width // pw // 2, 1)
   if isinstance(size, (int, np.integer)):
     size = (size, size)
   if not (
@@ -69,7 +72,11 @@ def _check_cutout_size(size, height, width, name):
         f"{name} must be an int or a (height, width) pair of ints >= 0, got "
         f"{size!r}."
     )
-  return int(size[0]), int(size[1])
+  if size[0] % ph or size[1] % pw:
+    raise ValueError(
+        f"{name} {tuple(size)} is in pixels and must be a multiple of "
+        f"patch_size {patch}, so that the box covers whole patches.")
+  return int(size[0]) // ph, int(size[1]) // pw
 
 
 def _choose(bits, probs):
@@ -100,8 +107,9 @@ class _Recipe:
   op_probs: Optional[Mapping[str, ArrayLike]] = None  # 'switch': op weights
   placement: Placement = "official"
   cutmix_minmax: Optional[tuple[float, float]] = None
-  cutout_size: Optional[tuple[int, int]] = None
+  cutout_size: Optional[tuple[int, int]] = None  # in tokens of `patch`
   resize_scale: Optional[tuple[float, float]] = None
+  patch: tuple[int, int] = (1, 1)  # boxes on this grid; (1, 1): pixels
 
   @property
   def ops(self) -> tuple[Op, ...]:
@@ -138,19 +146,28 @@ class _Recipe:
 
 
 def _cutmix_candidate(recipe, words, plan, height, width):
-  """CutMix's (λ, box) per draw: from λ ~ Beta(α, α), or timm's minmax."""
+  """CutMix's (λ, box) per draw: from λ ~ Beta(α, α), or timm's minmax; the
+  box drawn on the token grid and returned in pixels."""
+  (gh, gw), patch = _grid(recipe, height, width), recipe.patch
   if recipe.cutmix_minmax is not None:
-    box = boxes.from_minmax(words["box"], height, width, recipe.cutmix_minmax)
+    box = tokens.to_pixels(
+        boxes.from_minmax(words["box"], gh, gw, recipe.cutmix_minmax), patch)
     return boxes.lam_from_box(box, height, width), box
   lam_drawn = beta.lam_from_words(
       words["cut_lam"], _drawable(recipe.cutmix_alpha),
       plan.retry_key(plan_lib.RETRY_FIRST), col_offset=plan.col_offset)
-  box = boxes.from_lam(lam_drawn, words["box"][0], words["box"][1], height,
-                       width, recipe.placement)
+  box = tokens.to_pixels(boxes.from_lam(
+      lam_drawn, words["box"][0], words["box"][1], gh, gw, recipe.placement),
+      patch)
   lam = boxes.lam_from_box(box, height, width)
   if not validation.is_static_number(recipe.cutmix_alpha):
     lam = jnp.where(jnp.isnan(lam_drawn), jnp.nan, lam)  # traced α <= 0
   return lam, box
+
+
+def _grid(recipe, height, width):
+  """The grid the boxes are drawn on: tokens of `recipe.patch`."""
+  return height // recipe.patch[0], width // recipe.patch[1]
 
 
 def _candidates(recipe, words, plan, height, width):
@@ -166,11 +183,14 @@ def _candidates(recipe, words, plan, height, width):
           plan.retry_key(plan_lib.RETRY_SECOND), col_offset=plan.col_offset)
       candidates[op] = lam, jnp.zeros((n, 4), jnp.int32)
     elif op == Op.CUTOUT:
-      candidates[op] = jnp.ones((n,), jnp.float32), boxes.cutout(
-          words["cutout_box"], height, width, recipe.cutout_size)
+      box = boxes.cutout(words["cutout_box"], *_grid(recipe, height, width),
+                         recipe.cutout_size)
+      candidates[op] = (jnp.ones((n,), jnp.float32),
+                        tokens.to_pixels(box, recipe.patch))
     else:
-      box = boxes.resize(words["resize_box"], height, width,
-                         recipe.resize_scale)
+      box = tokens.to_pixels(boxes.resize(
+          words["resize_box"], *_grid(recipe, height, width),
+          recipe.resize_scale), recipe.patch)
       candidates[op] = boxes.lam_from_box(box, height, width), box
   return candidates
 
@@ -373,6 +393,7 @@ def sample_cutmix(
     groups: int = 1,
     placement: Placement = "official",
     minmax: Optional[tuple[float, float]] = None,
+    patch_size: Optional[PatchSize] = None,
     axis_name: AxisName = None,
     invariant: bool = False,
     cross_device: bool = False,
@@ -421,7 +442,8 @@ def sample_cutmix(
   else:
     minmax = validation.check_range(minmax, "minmax", 0.0, 1.0)
   recipe = _Recipe("cutmix", prob=prob, cutmix_alpha=alpha,
-                   placement=placement, cutmix_minmax=minmax)
+                   placement=placement, cutmix_minmax=minmax,
+                   patch=tokens.sampler_patch(patch_size, height, width))
   return _sample(key, batch_size, height, width, recipe, mode=mode,
                  pairing=pairing, groups=groups, axis_name=axis_name,
                  invariant=invariant, cross_device=cross_device)
@@ -488,6 +510,7 @@ def sample_mix(
     groups: int = 1,
     placement: Placement = "official",
     cutmix_minmax: Optional[tuple[float, float]] = None,
+    patch_size: Optional[PatchSize] = None,
     axis_name: AxisName = None,
     invariant: bool = False,
     cross_device: bool = False,
@@ -546,7 +569,8 @@ def sample_mix(
     )
   recipe = _Recipe("mix", prob=prob, cutmix_alpha=cutmix_alpha,
                    mixup_alpha=mixup_alpha, switch_prob=switch_prob,
-                   placement=placement, cutmix_minmax=cutmix_minmax)
+                   placement=placement, cutmix_minmax=cutmix_minmax,
+                   patch=tokens.sampler_patch(patch_size, height, width))
   return _sample(key, batch_size, height, width, recipe, mode=mode,
                  pairing=pairing, groups=groups, axis_name=axis_name,
                  invariant=invariant, cross_device=cross_device)
@@ -562,6 +586,7 @@ def sample_cutout(
     size: Union[int, tuple[int, int], None] = None,
     prob: ArrayLike = 1.0,
     mode: Mode = "elem",
+    patch_size: Optional[PatchSize] = None,
     axis_name: AxisName = None,
     invariant: bool = False,
 ) -> MixParams:
@@ -590,6 +615,9 @@ def sample_cutout(
       range-checked: at 1 or above every box is cut, at 0 or below (or NaN)
       none is.
     mode: 'batch' or 'elem' ('pair' is accepted and draws per pair).
+    patch_size: as in `sample_cutmix`: the centre is then a token, the box
+      covers whole patches, and `size` (in pixels) must be a multiple of
+      the patch; the default is half of each side in whole tokens.
     axis_name: as in `sample_cutmix`.
     invariant: as in `sample_cutmix`: each sample's box depends on the key
       and its global index only.
@@ -609,8 +637,10 @@ def sample_cutout(
         f"invariant=True needs an even (per-shard) batch, got {batch_size}.")
   height = validation.check_size(height, "height")
   width = validation.check_size(width, "width")
-  recipe = _Recipe("cutout", prob=prob,
-                   cutout_size=_check_cutout_size(size, height, width, "size"))
+  patch = tokens.sampler_patch(patch_size, height, width)
+  recipe = _Recipe("cutout", prob=prob, patch=patch,
+                   cutout_size=_check_cutout_size(size, height, width, "size",
+                                                  patch))
   return _sample(key, batch_size, height, width, recipe, mode=mode,
                  pairing="flip", groups=1, axis_name=axis_name,
                  invariant=invariant)
@@ -629,6 +659,7 @@ def sample_resizemix(
     mode: Mode = "batch",
     pairing: Pairing = "flip",
     groups: int = 1,
+    patch_size: Optional[PatchSize] = None,
     axis_name: AxisName = None,
     invariant: bool = False,
     cross_device: bool = False,
@@ -666,7 +697,8 @@ def sample_resizemix(
   width = validation.check_size(width, "width")
   recipe = _Recipe("resizemix", prob=prob,
                    resize_scale=validation.check_range(scale, "scale", 0.0,
-                                                       1.0))
+                                                       1.0),
+                   patch=tokens.sampler_patch(patch_size, height, width))
   return _sample(key, batch_size, height, width, recipe, mode=mode,
                  pairing=pairing, groups=groups, axis_name=axis_name,
                  invariant=invariant, cross_device=cross_device)
@@ -691,6 +723,7 @@ def sample_switch(
     groups: int = 1,
     placement: Placement = "official",
     cutmix_minmax: Optional[tuple[float, float]] = None,
+    patch_size: Optional[PatchSize] = None,
     axis_name: AxisName = None,
     invariant: bool = False,
     cross_device: bool = False,
@@ -715,7 +748,8 @@ def sample_switch(
       (which surfaces in the loss).
     cutmix_alpha: CutMix's Beta parameter, > 0; may be traced.
     mixup_alpha: MixUp's Beta parameter, > 0; may be traced.
-    cutout_size: Cutout's box side, as `size` in `sample_cutout`.
+    cutout_size: Cutout's box side, as `size` in `sample_cutout` (in
+      pixels, a multiple of `patch_size`).
     resize_scale: ResizeMix's side range, as `scale` in `sample_resizemix`.
     placement: CutMix box placement, as in `sample_cutmix`.
     cutmix_minmax: as `minmax` in `sample_cutmix`.
@@ -755,13 +789,14 @@ def sample_switch(
   if cutmix_minmax is not None:
     cutmix_minmax = validation.check_range(cutmix_minmax, "cutmix_minmax",
                                            0.0, 1.0)
+  patch = tokens.sampler_patch(patch_size, height, width)
   recipe = _Recipe(
-      "switch", prob=prob,
+      "switch", prob=prob, patch=patch,
       op_probs={name: probs[name] for name in SWITCH_OPS if name in probs},
       cutmix_alpha=cutmix_alpha, mixup_alpha=mixup_alpha,
       placement=placement, cutmix_minmax=cutmix_minmax,
       cutout_size=_check_cutout_size(cutout_size, height, width,
-                                     "cutout_size"),
+                                     "cutout_size", patch),
       resize_scale=validation.check_range(resize_scale, "resize_scale", 0.0,
                                           1.0))
   return _sample(key, batch_size, height, width, recipe, mode=mode,

@@ -3,9 +3,9 @@
 A ViT cuts an image of `height x width` pixels into a grid of `(height // ph)
 x (width // pw)` patches of `ph x pw` pixels and flattens the grid row by row
 (the order of a patch embedding's `reshape`). `token_mask` says, for each
-sample and each of these tokens, how much of it comes from the sample's
-partner; the TransMix label rule (`transmix.py`) weighs the attention with
-it.
+sample and each of these tokens, how much of it the draw replaces (by the
+partner, or Cutout's fill); the TransMix label rule (`transmix.py`) weighs
+the attention with it. The samplers' `patch_size` draws on this grid.
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ from typing import Any, Union
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 import numpy as np
 
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src.params import CuboidParams, MaskParams, MixParams, Op
-
-PatchSize = Union[int, tuple[int, int]]
+from cutmix_jax._src.typing import PatchSize
 
 
 def check_patch_size(patch_size: Any) -> tuple[int, int]:
@@ -52,6 +50,33 @@ def grid(height: int, width: int, patch_size: tuple[int, int]
   return height // ph, width // pw
 
 
+def sampler_patch(patch_size: Any, height: int, width: int
+                  ) -> tuple[int, int]:
+  """A sampler's checked `patch_size`: `(1, 1)` for None (pixel boxes, the
+  same draw), else a patch that tiles the image."""
+  if patch_size is None:
+    return 1, 1
+  patch = check_patch_size(patch_size)
+  grid(height, width, patch)
+  return patch
+
+
+def to_pixels(box: jax.Array, patch: tuple[int, int]) -> jax.Array:
+  """Boxes `[..., 4]` on the token grid to pixel boxes."""
+  if patch == (1, 1):
+    return box
+  ph, pw = patch
+  return box * jnp.asarray([ph, pw, ph, pw], box.dtype)
+
+
+def repeat_tokens(masks: jax.Array, patch: tuple[int, int]) -> jax.Array:
+  """Masks `[n, gh, gw]` on the token grid to pixels: each token's value on
+  its whole patch."""
+  if patch == (1, 1):
+    return masks
+  return jnp.repeat(jnp.repeat(masks, patch[0], axis=1), patch[1], axis=2)
+
+
 def _image_size(params: Union[MixParams, MaskParams]) -> tuple[int, int]:
   if isinstance(params, MaskParams):
     return tuple(params.mask.shape[1:])
@@ -79,7 +104,7 @@ def token_mask(
     *,
     patch_size: PatchSize,
 ) -> jax.Array:
-  """How much of each token comes from the partner: `[batch, num_tokens]`.
+  """How much of each token is replaced by the draw: `[batch, num_tokens]`.
 
   Tokens are the `ph x pw` patches of the image in row-major order, token
   `i * (width // pw) + j` being the patch at rows `i * ph ..` and columns
@@ -91,15 +116,18 @@ def token_mask(
   PyTorch's legacy `nn.Upsample` (mode 'nearest'), which reads pixel
   `(i * ph, j * pw)` for token `(i, j)`. (`jax.image.resize` with 'nearest'
   would read the patch's centre instead.) A box that cuts through a patch
-  therefore counts the patch wholly in or wholly out, by its top-left pixel.
+  counts the patch wholly in or wholly out, by its top-left pixel; a draw
+  made with the same `patch_size` has no such patch, and each token's value
+  is then that of every pixel of its patch.
 
-  Per sample, by its op (`params.op`, as every applier honours it):
+  Per sample, by its op (`params.op`, as every applier honours it), from the
+  same region as the pixels (`apply_params`):
 
-  - CutMix and ResizeMix: inside the box (or a mask draw's mask), the
-    partner's pixels.
+  - CutMix and ResizeMix: inside the box, the partner's (resized) pixels;
+    a mask draw: its mask (a soft mask's weights).
   - MixUp: every token holds `1 - lam` of the partner.
-  - Cutout and unmixed samples: nothing of the partner (a Cutout box holds a
-    fill, not the partner).
+  - Cutout: inside the box, the fill.
+  - Unmixed samples: nothing.
 
   Args:
     params: a box draw (`MixParams`, with its `height` and `width`) or a mask
@@ -110,8 +138,8 @@ def token_mask(
   Returns:
     `[batch, (height // ph) * (width // pw)]`, with a dtype fixed at trace
     time: bool when every op the draw may hold is a hard box or mask; float32
-    (the partner's weight) when it may hold MixUp (`Op.MIXUP in params.ops`)
-    or is a soft mask.
+    (the weight of the other source) when it may hold MixUp
+    (`Op.MIXUP in params.ops`) or is a soft mask.
 
   >>> p = MixParams(lam=jnp.array([0.375]), box=jnp.array([[0, 3, 8, 8]]),
   ...               partner=jnp.array([0]), op=jnp.array([int(Op.CUTMIX)]),
@@ -121,23 +149,7 @@ def token_mask(
   """
   check_draw(params, "params")
   height, width = _image_size(params)
-  ph, pw = check_patch_size(patch_size)
-  gh, gw = grid(height, width, (ph, pw))
-  honoured = params_lib.honoured(params)
-  batch = honoured.lam.shape[0]
-  if isinstance(params, MaskParams):
-    # A static strided slice: the top-left pixel of every patch.
-    return honoured.mask[:, ::ph, ::pw].reshape(batch, gh * gw)
-  op = honoured.op[:, None, None]
-  box = honoured.box[:, None, None, :]
-  rows = lax.broadcasted_iota(jnp.int32, (1, gh, 1), 1) * ph
-  cols = lax.broadcasted_iota(jnp.int32, (1, 1, gw), 2) * pw
-  inside = ((rows >= box[..., 0]) & (rows < box[..., 2])
-            & (cols >= box[..., 1]) & (cols < box[..., 3]))
-  pasted = inside & ((op == int(Op.CUTMIX)) | (op == int(Op.RESIZEMIX)))
-  mask = pasted.reshape(batch, gh * gw)
-  if Op.MIXUP not in params.possible_ops:
-    return mask
-  blended = jnp.broadcast_to((1 - honoured.lam)[:, None], mask.shape)
-  return jnp.where((honoured.op == int(Op.MIXUP))[:, None], blended,
-                   mask.astype(jnp.float32))
+  patch = check_patch_size(patch_size)
+  gh, gw = grid(height, width, patch)
+  field = params.field(height, width, stride=patch)
+  return field.reshape(field.shape[0], gh * gw)

@@ -15,13 +15,13 @@ from typing import Optional, Union
 import jax
 import jax.numpy as jnp
 
+from cutmix_jax._src import kway
 from cutmix_jax._src import labels as labels_lib
 from cutmix_jax._src import params as params_lib
 from cutmix_jax._src import tokens
 from cutmix_jax._src import validation
 from cutmix_jax._src.params import MaskParams, MixParams, Op
-
-ArrayLike = jax.typing.ArrayLike
+from cutmix_jax._src.typing import ArrayLike, PatchSize
 
 # The ops whose label TransMix reweighs: the partner's pixels fill a region.
 _REGION_OPS = (int(Op.CUTMIX), int(Op.RESIZEMIX))
@@ -52,7 +52,7 @@ def transmix_lam(
     params: Union[MixParams, MaskParams],
     attention: ArrayLike,
     *,
-    patch_size: tokens.PatchSize,
+    patch_size: PatchSize,
 ) -> jax.Array:
   """The own-label weight λ of every sample under TransMix's rule.
 
@@ -101,7 +101,8 @@ def transmix_lam(
   Returns:
     float32 `[batch]`: each sample's own-label weight. Replace the draw's
     `lam` with it (`dataclasses.replace(params, lam=...)`) to feed any label
-    function of the draw; `transmix_labels` does this for dense targets.
+    function of the draw; `transmix_labels` and `transmix_labels_kway` do
+    this for dense and k-way targets.
 
   >>> from cutmix_jax import sample_cutmix
   >>> p = sample_cutmix(jax.random.key(0), 2, 8, 8, mode="elem")
@@ -159,7 +160,7 @@ def transmix_labels(
     labels: ArrayLike,
     attention: ArrayLike,
     *,
-    patch_size: tokens.PatchSize,
+    patch_size: PatchSize,
     num_classes: Optional[int] = None,
     label_smoothing: ArrayLike = 0.0,
 ) -> jax.Array:
@@ -193,5 +194,40 @@ def transmix_labels(
   """
   lam = transmix_lam(params, attention, patch_size=patch_size)
   return labels_lib.mix_labels(
+      dataclasses.replace(params, lam=lam), labels, num_classes=num_classes,
+      label_smoothing=label_smoothing)
+
+
+def transmix_labels_kway(
+    params: Union[MixParams, MaskParams],
+    labels: ArrayLike,
+    attention: ArrayLike,
+    *,
+    patch_size: PatchSize,
+    num_classes: int,
+    label_smoothing: ArrayLike = 0.0,
+) -> kway.KWayLabels:
+  """TransMix's labels as (class, weight) pairs: `mix_labels_kway` with
+  `transmix_lam`'s weights.
+
+  The k-way twin of `transmix_labels`, for the losses that never build a
+  `[batch, num_classes]` target (`softmax_cross_entropy_kway`); its
+  `to_dense()` is `transmix_labels`' output. Arguments are as there, with
+  integer labels only.
+
+  Returns:
+    `KWayLabels`: each sample's own class with weight `lam` (from
+    `transmix_lam`) and its partner's with `1 - lam`.
+
+  >>> from cutmix_jax import sample_cutmix
+  >>> p = sample_cutmix(jax.random.key(0), 2, 8, 8, mode="elem")
+  >>> attn = jax.nn.softmax(jax.random.normal(jax.random.key(1), (2, 17)))
+  >>> y = transmix_labels_kway(p, jnp.array([0, 1]), attn[:, 1:],
+  ...                          patch_size=2, num_classes=2)
+  >>> y.classes.tolist(), bool(jnp.all(y.weights.sum(-1) == 1))
+  ([[0, 1], [1, 0]], True)
+  """
+  lam = transmix_lam(params, attention, patch_size=patch_size)
+  return kway.mix_labels_kway(
       dataclasses.replace(params, lam=lam), labels, num_classes=num_classes,
       label_smoothing=label_smoothing)

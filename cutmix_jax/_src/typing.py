@@ -12,3 +12,6 @@ ArrayLike = jax.typing.ArrayLike
 
 # A mapped axis name (or names) of `shard_map` or `pmap`, or None.
 AxisName = Union[str, Sequence[str], None]
+
+# A ViT's patch size: an int, or `(ph, pw)`.
+PatchSize = Union[int, tuple[int, int]]
