@@ -105,8 +105,10 @@ def test_appliers_compile_once_over_new_draws(applier):
   calls = 20
   x = jnp.asarray(
       np.random.default_rng(0).integers(1, 256, (8, 8, 8, 3), np.uint8))
+  # Fresh functions: `jax.jit` of one function object shares its cache with
+  # every other test that jitted it.
   fn = jax.jit({
-      "apply_params": cm.apply_params,
+      "apply_params": lambda p, x: cm.apply_params(p, x),
       "apply_tree": lambda p, x: cm.apply_tree(
           p, {"image": x, "seg": x[..., 0].astype(jnp.int32)}),
       "mix_labels": lambda p, x: cm.mix_labels(p, jnp.arange(8),
