@@ -52,7 +52,7 @@ from cutmix_jax._src.transmix import transmix_labels
 from cutmix_jax._src.transmix import transmix_labels_kway
 from cutmix_jax._src.transmix import transmix_lam
 
-__version__ = "0.2.0"
+__version__ = "0.3.0.dev0"
 
 __all__ = (
     "CuboidParams",
