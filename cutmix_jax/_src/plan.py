@@ -151,6 +151,15 @@ def always(prob) -> bool:
   return validation.is_static_number(prob) and float(prob) == 1.0
 
 
+def applied(words: Mapping[str, jax.Array], prob, num_draws: int
+            ) -> jax.Array:
+  """Whether each draw applies, bool `[num_draws]`: its 'apply' word against
+  `prob` (read by `read_words` unless `always(prob)`)."""
+  if always(prob):
+    return jnp.ones((num_draws,), bool)
+  return prng.uniform(words["apply"][0]) < prob
+
+
 def read_words(p: Plan, wanted: Mapping[str, Sequence[int]]
                ) -> dict[str, jax.Array]:
   """Each part's words, uint32 `[len(rows), num_draws]`, for `wanted`, a
@@ -183,8 +192,5 @@ def draw(key, batch_size, *, mode, pairing, groups, prob, axis_name,
            axis_name=axis_name, invariant=invariant)
   words = read_words(p, {"apply": () if always(prob) else (0,),
                          **(parts or {})})
-  if always(prob):
-    applied = jnp.ones((p.num_draws,), bool)
-  else:
-    applied = prng.uniform(words["apply"][0]) < prob
-  return p, p.per_sample(applied) & p.has_partner, words
+  return (p, p.per_sample(applied(words, prob, p.num_draws)) & p.has_partner,
+          words)

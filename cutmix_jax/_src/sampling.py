@@ -276,8 +276,8 @@ def _sample(key, batch_size, height, width, recipe, *, mode, pairing, groups,
   candidates = _candidates(recipe, words, plan, height, width)
   lam, box, op = _switch(recipe, words["switch"], candidates, plan.num_draws)
   if not recipe.always:
-    lam, box, op = _unless(prng.uniform(words["apply"][0]) < recipe.prob,
-                           lam, box, op)
+    lam, box, op = _unless(
+        plan_lib.applied(words, recipe.prob, plan.num_draws), lam, box, op)
   lam, box, op = (plan.per_sample(v) for v in (lam, box, op))
   ops, partner = recipe.ops, plan.partner
   if ops != (Op.CUTOUT,):
