@@ -295,6 +295,7 @@ def _image_keys(x):
   return {bytes(image) for image in np.ascontiguousarray(x)}
 
 
+@pytest.mark.slow
 def test_pool_run_records_per_image_correctness_that_an_independent_eval_of_the_checkpoint_reproduces(
     tmp_path, monkeypatch, fast_compile):
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top

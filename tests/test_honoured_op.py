@@ -89,6 +89,7 @@ def test_a_concrete_op_outside_ops_is_rejected():
       call()
 
 
+@pytest.mark.slow
 def test_a_traced_op_outside_ops_is_none_everywhere():
   p = _draw(Op.MIXUP, ops=(int(Op.CUTMIX),))
   images, seg, targets, boxes = jax.jit(_apply_all)(p)

@@ -188,6 +188,7 @@ def test_random_crop_flip_is_a_crop_of_the_padded_image():
   np.testing.assert_array_equal(identity, x)
 
 
+@pytest.mark.slow
 def test_weight_decay_skips_batchnorm_and_biases():
   model = models.create_model("tiny", 3, in_channels=1, image_size=8)
   cfg = config.Config()

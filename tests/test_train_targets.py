@@ -32,6 +32,7 @@ def digits():
       steps.augment, num_classes=10, mean=mean, std=std)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aug", ["mix", "cutout"])
 def test_one_step_loss_and_grads_equal_dense(digits, aug):
   ds, cfg, t, augment = digits

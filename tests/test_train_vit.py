@@ -61,6 +61,7 @@ def test_vit_family_takes_deits_recipe():
     config.Config(aug="transmix").validate()
 
 
+@pytest.mark.slow
 def test_adamw_decays_kernels_only_and_decoupled():
   cfg, _, t = _trainer(lr=0.01, weight_decay=0.5)
   tx, _ = steps.make_optimizer(cfg, 10, 100)
@@ -85,6 +86,7 @@ def test_adamw_decays_kernels_only_and_decoupled():
                                rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("targets", ["kway", "dense"])
 def test_transmix_labels_in_the_jitted_step(targets, fast_compile):
   cfg, par, t = _trainer(aug="transmix", mode="elem", prob=1.0,

@@ -61,6 +61,7 @@ def _layer_norm(x, ln):
           + np.asarray(ln.bias[...]))
 
 
+@pytest.mark.slow
 def test_attention_row_is_the_class_tokens_softmax_row():
   model = models.create_model("vit_digits", 10, in_channels=2, image_size=8,
                               width=16, seed=1)

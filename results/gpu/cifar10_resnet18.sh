@@ -55,7 +55,7 @@ read -ra extra <<< "${EXTRA:-}"
 args+=("${extra[@]}")
 
 # Decode the data once, before any concurrent run could race to do it.
-"$PYTHON" -c "import sys; from train import experiments as e; \
+"$PYTHON" -c "import sys; from train import study_data as e; \
 e.prepare_data(sys.argv[1] or None, sys.argv[2] or None, sys.argv[3], 0)" \
   "$ZIP" "${DATA_DIR:-}" "$CACHE"
 
