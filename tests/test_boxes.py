@@ -34,6 +34,19 @@ def official_boxes(rng, n, height, width, alpha=1.0):
   right = np.clip(cx + cut_w // 2, 0, width)
   return np.stack([top, left, bottom, right], -1)
 
+def assert_same_box_law(ours, ref):
+  """KS tests of `[n, 4]` boxes against the reference's: area, sides, and
+  two edges."""
+  for name, a, b in [
+      ("pasted area", cj.box_area(ours), cj.box_area(ref)),
+      ("box height", ours[:, 2] - ours[:, 0], ref[:, 2] - ref[:, 0]),
+      ("box width", ours[:, 3] - ours[:, 1], ref[:, 3] - ref[:, 1]),
+      ("top", ours[:, 0], ref[:, 0]),
+      ("right", ours[:, 3], ref[:, 3]),
+  ]:
+    p = stats.ks_2samp(np.asarray(a), np.asarray(b)).pvalue
+    assert p > P_MIN, f"{name}: KS p={p:.2g}"
+
 
 def draw_boxes(n, height, width, seed=0, **kwargs):
   params = jax.jit(
@@ -50,16 +63,7 @@ def test_boxes_match_the_official_sampler(height, width):
   n = 20000
   ours, lam = draw_boxes(n, height, width)
   ref = official_boxes(np.random.default_rng(0), n, height, width)
-  for name, a, b in [
-      ("pasted fraction", cj.box_area(ours) / (height * width),
-       cj.box_area(ref) / (height * width)),
-      ("box height", ours[:, 2] - ours[:, 0], ref[:, 2] - ref[:, 0]),
-      ("box width", ours[:, 3] - ours[:, 1], ref[:, 3] - ref[:, 1]),
-      ("top", ours[:, 0], ref[:, 0]),
-      ("right", ours[:, 3], ref[:, 3]),
-  ]:
-    p = stats.ks_2samp(np.asarray(a), np.asarray(b)).pvalue
-    assert p > P_MIN, f"{name}: KS p={p:.2g}"
+  assert_same_box_law(ours, ref)
   np.testing.assert_allclose(
       lam, 1 - cj.box_area(ours) / (height * width), atol=1e-6
   )
