@@ -241,16 +241,23 @@ def test_bfloat16_computes_in_bf16_and_keeps_float32_state(fast_compile):
     assert dtypes == {jnp.dtype(jnp.float32)}, (part, dtypes)
 
 
-def _params_after(parallel, num_steps, **overrides):
-  _, par, t = _trainer(parallel, **overrides)
+def run_steps(trainer, batch, parallel, num_steps, **overrides):
+  """`(state before, state after, losses)` of `num_steps` train steps of
+  `trainer(parallel, **overrides)` on `batch(seed=step)`."""
+  _, par, t = trainer(parallel, **overrides)
+  before = jax.device_get(t.state)  # the step donates what it is given
   state = par.put_state(t.state)
   losses = []
   for i in range(num_steps):
-    x, y = _batch(seed=i)
+    x, y = batch(seed=i)
     state, out = t.train_step(state, par.put_batch(x), par.put_batch(y),
                               jax.random.key(0))
     losses.append(float(par.unreplicate(out["loss"])))
-  return jax.device_get(par.unreplicate(state)), losses
+  return before, jax.device_get(par.unreplicate(state)), losses
+
+
+def _params_after(parallel, num_steps, **overrides):
+  return run_steps(_trainer, _batch, parallel, num_steps, **overrides)[1:]
 
 
 @pytest.mark.slow

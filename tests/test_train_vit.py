@@ -16,6 +16,8 @@ from train import config
 from train import steps
 from train import train
 
+from test_train_steps import run_steps
+
 NUM_CLASSES = 10
 IMAGE_SHAPE = (8, 8, 3)
 BATCH = 16
@@ -131,16 +133,7 @@ def test_transmix_labels_in_the_jitted_step(targets, fast_compile):
 
 
 def _params_after(parallel, num_steps, **overrides):
-  _, par, t = _trainer(parallel, **overrides)
-  before = jax.device_get(t.state)  # the step donates what it is given
-  state = par.put_state(t.state)
-  losses = []
-  for i in range(num_steps):
-    x, y = _batch(seed=i)
-    state, out = t.train_step(state, par.put_batch(x), par.put_batch(y),
-                              jax.random.key(0))
-    losses.append(float(par.unreplicate(out["loss"])))
-  return before, jax.device_get(par.unreplicate(state)), losses
+  return run_steps(_trainer, _batch, parallel, num_steps, **overrides)
 
 
 @pytest.mark.slow
