@@ -23,3 +23,20 @@ def fast_compile():
   # later test in the same worker would reuse these unoptimised executables
   # and see their (different) float rounding.
   jax.clear_caches()
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the slow mark
+def pytest_collection_modifyitems(items):
+  """`@pytest.mark.quick_every(n)` keeps every n-th case of a parametrized
+  test in the quick subset and marks the others slow: the multi-device and
+  stream families compile once per case, and a sample of them catches most
+  regressions while iterating. CI and command 2 run every case."""
+  seen = {}
+  for item in items:
+    marker = item.get_closest_marker("quick_every")
+    if marker is None:
+      continue
+    family = (item.path, item.originalname)
+    index = seen[family] = seen.get(family, -1) + 1
+    if index % marker.args[0]:
+      item.add_marker(pytest.mark.slow)

@@ -35,6 +35,7 @@ def _assert_beta(lam, alpha, seed):
   assert p > P_MIN, f"alpha={alpha}: KS p={p:.2g}"
 
 
+@pytest.mark.quick_every(2)
 @pytest.mark.parametrize("alpha", [0.05, 0.2, 0.5, 0.7, 1.0, 2.0, 8.0])
 @pytest.mark.parametrize("traced", [False, True])
 def test_lam_is_an_exact_beta_draw(alpha, traced):
@@ -43,6 +44,7 @@ def test_lam_is_an_exact_beta_draw(alpha, traced):
   np.testing.assert_allclose(lam.var(), 1 / (4 * (2 * alpha + 1)), rtol=0.05)
 
 
+@pytest.mark.quick_every(2)
 @pytest.mark.parametrize("alpha", [0.5, 0.2, 0.05])
 @pytest.mark.parametrize("traced", [False, True])
 def test_the_retry_loop_draws_exact_beta(alpha, traced, monkeypatch):

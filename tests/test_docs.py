@@ -87,7 +87,7 @@ def test_guides_have_examples():
 
 # Guides whose code compiles many ops or a model: over 10 s each on 2 cores.
 SLOW_GUIDES = {"guides/devices.md", "guides/ops.md", "guides/flax_nnx.md",
-               "guides/dense_targets.md"}
+               "guides/dense_targets.md", "guides/vit.md"}
 
 
 @pytest.mark.parametrize(

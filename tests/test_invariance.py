@@ -53,6 +53,7 @@ def case(request):
   return op, mode, reference
 
 
+@pytest.mark.quick_every(4)  # 4, not 3: the sample rotates over 1, 2 and 8
 @pytest.mark.parametrize("devices", [1, 2, 8])
 def test_shard_map_matches_one_device(case, devices):
   op, mode, (ref_images, ref_targets) = case
@@ -66,6 +67,7 @@ def test_shard_map_matches_one_device(case, devices):
   np.testing.assert_array_equal(targets, ref_targets)
 
 
+@pytest.mark.quick_every(3)
 @pytest.mark.parametrize("devices", [2, 8])
 def test_pmap_matches_one_device(case, devices):
   op, mode, (ref_images, _) = case

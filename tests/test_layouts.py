@@ -69,6 +69,7 @@ def test_sharded_jit_equals_one_device(name, mesh):
   _check(name, got, fn(KEY, X, Y))
 
 
+@pytest.mark.quick_every(3)
 @pytest.mark.parametrize("name", OPS)
 def test_invariant_on_8_devices_equals_one(name, mesh):
   common = dict(mode="elem", invariant=True)
@@ -79,6 +80,7 @@ def test_invariant_on_8_devices_equals_one(name, mesh):
   _check(name, spread(KEY, *_sharded(mesh)), one)
 
 
+@pytest.mark.quick_every(3)
 @pytest.mark.parametrize("name", BOX_DRAWS)
 def test_cross_device_equals_one_device(name, mesh):
   common = dict(mode="elem")

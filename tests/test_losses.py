@@ -53,6 +53,7 @@ RTOL_F32, GRAD_ATOL_F32 = 2e-6, 1e-6
 BF16_GRAD_RTOL = 2 ** -8
 
 
+@pytest.mark.quick_every(3)
 @pytest.mark.parametrize("num_classes", [2, 10, 1000, 21843])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_equal_to_optax_on_the_dense_target(num_classes, dtype):

@@ -20,6 +20,7 @@ def batch():
 
 # Each op under Explicit axes; 'mix' (CutMix and MixUp in one program)
 # under Auto too.
+@pytest.mark.quick_every(3)
 @pytest.mark.parametrize("axis_type,op", [
     (AxisType.Explicit, "cutmix"), (AxisType.Explicit, "mixup"),
     (AxisType.Explicit, "mix"), (AxisType.Auto, "mix")])

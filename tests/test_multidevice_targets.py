@@ -200,6 +200,7 @@ def case(request):
   return kind, mode, make_data(kind, dtype), axis_type, pmap
 
 
+@pytest.mark.quick_every(3)
 def test_sharded_jit_equals_single_device(case):
   kind, mode, data, axis_type, _ = case
   fn = jax.jit(functools.partial(run, kind, mode, None))
@@ -233,6 +234,7 @@ def _pmap(kind, mode, data):
   return {k: v.reshape((B,) + v.shape[2:]) for k, v in out.items()}
 
 
+@pytest.mark.quick_every(3)
 def test_mapped_draws_per_shard(case):
   kind, mode, data, _, pmap = case
   mapped = {"shard_map": _shard_map(kind, mode, data)}

@@ -49,6 +49,7 @@ def _draw(name, patch_size, seed=0, mode="elem"):
                                               jax.random.key(seed))
 
 
+@pytest.mark.quick_every(3)
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_unit_patches_draw_what_none_draws(name):
   pixels, unit = _draw(name, None), _draw(name, (1, 1))

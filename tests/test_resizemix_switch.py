@@ -170,6 +170,7 @@ def test_switch_zero_weight_is_never_chosen():
   assert np.isnan(np.asarray(p.lam)).all()
 
 
+@pytest.mark.quick_every(2)
 @pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_switch_applies_each_samples_own_op(mode, dtype):
@@ -321,6 +322,7 @@ CROSS_DEVICE_CASES = [
     for op in ("cutmix", "switch")]
 
 
+@pytest.mark.quick_every(3)
 @pytest.mark.parametrize("op,mode,pairing,per_device", CROSS_DEVICE_CASES)
 def test_cross_device_equals_one_device_on_the_global_batch(
     op, mode, pairing, per_device):

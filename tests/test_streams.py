@@ -77,6 +77,7 @@ def _kwargs(mode, pairing):
   return dict(mode=mode, pairing=pairing)
 
 
+@pytest.mark.quick_every(3)
 @pytest.mark.parametrize("traced", [False, True], ids=["static", "traced"])
 @pytest.mark.parametrize("name,mode,pairing", CASES)
 def test_no_counter_is_hashed_twice_in_a_draw(name, mode, pairing, traced,
@@ -104,6 +105,7 @@ def _leaves(draw):
   return [np.asarray(v) for v in jax.tree.leaves(draw)]
 
 
+@pytest.mark.quick_every(3)
 @pytest.mark.parametrize("name,mode,pairing,alpha,prob", [
     case + ALPHA_PROB[i % 3] for i, case in enumerate(CASES)]
     + [("mixup", "batch", "flip", 1.0, 1.0)])

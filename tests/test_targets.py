@@ -41,6 +41,7 @@ def _draw(method, seed, prob=0.8):
   return cj.sample_mix(key, B, H, W, mode="elem", prob=prob, pairing="roll")
 
 
+@pytest.mark.quick_every(2)
 @pytest.mark.parametrize("method", ["cutmix", "mixup", "mix", "cutout"])
 def test_segmentation_maps_are_exact_selects(method):
   fn = jax.jit(targets.apply_tree)
@@ -209,6 +210,7 @@ def _jitted_mix_boxes(min_visible, max_boxes, shrink):
       shrink=shrink))
 
 
+@pytest.mark.quick_every(2)
 @pytest.mark.parametrize("method,min_visible,max_boxes,shrink", [
     ("cutmix", 0.0, 8, False), ("cutmix", 0.25, 3, True),
     ("mix", 0.5, 10, False), ("mix", 1.0, 4, True), ("cutout", 0.25, 4, True)])

@@ -404,6 +404,7 @@ def test_ema_is_the_moving_average_of_the_new_weights():
                                 0.75 * -1 + 0.25 * -8)
 
 
+@pytest.mark.slow
 def test_top5_accuracy_is_counted_from_100_classes(fast_compile):
   cfg = config.Config(model="tiny", warmup_epochs=0).resolved("fake", 12)
   par = train.Parallel("jit")

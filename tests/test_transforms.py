@@ -31,6 +31,7 @@ def test_eager_equals_jit(op, mode):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.quick_every(3)
 @pytest.mark.parametrize("placement", ["official", "inside"])
 @pytest.mark.parametrize("alpha", [0.3, 1.0])
 def test_pair_form_eager_jit_vmap(placement, alpha):
